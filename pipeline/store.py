@@ -1,0 +1,157 @@
+"""Parquet feature store: write one video atomically, read it back as padded utterance arrays.
+
+The files are plain Parquet (fixed-size float32 lists), readable by pandas, polars and duckdb
+without mmpipe; this module only adds the padding/length bookkeeping the model wants.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.records import Utterance, WordFeatures
+from pipeline.schema import (
+    METADATA_KEY,
+    MODALITIES,
+    StoreMetadata,
+    arrow_schema,
+    imputed_column,
+)
+
+SUFFIX = ".parquet"
+
+
+def atomic_write(path: str | os.PathLike, write) -> None:
+    """Call ``write(tmp_path)`` then rename into place, so readers never see a torn file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def feature_table(
+    video_id: str,
+    utterances: list[Utterance],
+    features: dict[str, WordFeatures],
+    meta: StoreMetadata,
+) -> pa.Table:
+    """Build the per-word table; rows follow utterance then word order."""
+    words = [(u.index, i, w) for u in utterances for i, w in enumerate(u.words)]
+    n = len(words)
+    schema = arrow_schema(meta)
+    columns: dict[str, pa.Array] = {
+        "video_id": pa.array([video_id] * n, pa.string()),
+        "utterance_id": pa.array([u for u, _, _ in words], pa.int32()),
+        "word_index": pa.array([i for _, i, _ in words], pa.int32()),
+        "word": pa.array([w.text for _, _, w in words], pa.string()),
+        "start": pa.array([w.start for _, _, w in words], pa.float64()),
+        "end": pa.array([w.end for _, _, w in words], pa.float64()),
+        "timing": pa.array([w.timing for _, _, w in words], pa.string()),
+    }
+    for m in MODALITIES:
+        wf = features[m]
+        dim = meta.schema.modalities[m].dim
+        values = np.ascontiguousarray(wf.values, dtype=np.float32)
+        if values.shape != (n, dim):
+            raise ValueError(f"{m} features have shape {values.shape}, expected {(n, dim)}")
+        if not np.isfinite(values).all():
+            raise ValueError(f"{m} features contain non-finite values")
+        columns[m] = pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1)), dim)
+    for m in MODALITIES:
+        columns[imputed_column(m)] = pa.array(np.asarray(features[m].imputed, bool), pa.bool_())
+    return pa.Table.from_arrays([columns[f.name] for f in schema], schema=schema)
+
+
+def write_table(path: str | os.PathLike, table: pa.Table) -> None:
+    atomic_write(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
+
+
+def read_metadata(path: str | os.PathLike) -> StoreMetadata:
+    raw = pq.read_schema(path).metadata or {}
+    if METADATA_KEY not in raw:
+        raise ValueError(f"{path}: not an mmpipe feature file (no '{METADATA_KEY.decode()}' metadata)")
+    return StoreMetadata.from_json(raw[METADATA_KEY])
+
+
+@dataclass
+class VideoFeatures:
+    """One video's features as padded per-utterance arrays."""
+
+    video_id: str
+    meta: StoreMetadata
+    utterance_ids: np.ndarray  # (U,) int
+    lengths: np.ndarray  # (U,) int: true number of words
+    arrays: dict[str, np.ndarray]  # modality -> (U, T_max, D) float32, zero padded
+    imputed: dict[str, np.ndarray]  # modality -> (U, T_max) bool
+    words: list[list[str]]
+    starts: list[np.ndarray]  # per utterance (len,) seconds
+    ends: list[np.ndarray]
+
+    @property
+    def utterance_spans(self) -> list[tuple[float, float]]:
+        return [(float(s[0]), float(e[-1])) for s, e in zip(self.starts, self.ends)]
+
+
+def read_video(path: str | os.PathLike) -> VideoFeatures:
+    meta = read_metadata(path)
+    table = pq.read_table(path)
+    table = table.sort_by([("utterance_id", "ascending"), ("word_index", "ascending")])
+    utt = table.column("utterance_id").to_numpy()
+    ids, starts_idx, lengths = np.unique(utt, return_index=True, return_counts=True)
+    t_max = int(lengths.max()) if len(lengths) else 0
+    arrays, imputed = {}, {}
+    for m in MODALITIES:
+        dim = meta.schema.modalities[m].dim
+        flat = table.column(m).combine_chunks().flatten().to_numpy(zero_copy_only=False)
+        flat = flat.astype(np.float32, copy=False).reshape(-1, dim)
+        imp = table.column(imputed_column(m)).to_numpy(zero_copy_only=False)
+        out = np.zeros((len(ids), t_max, dim), np.float32)
+        out_imp = np.zeros((len(ids), t_max), bool)
+        for k, (s, n) in enumerate(zip(starts_idx, lengths)):
+            out[k, :n] = flat[s : s + n]
+            out_imp[k, :n] = imp[s : s + n]
+        arrays[m], imputed[m] = out, out_imp
+    words_col = table.column("word").to_pylist()
+    start_col = table.column("start").to_numpy()
+    end_col = table.column("end").to_numpy()
+    video_ids = table.column("video_id").to_pylist()
+    return VideoFeatures(
+        video_id=video_ids[0] if video_ids else meta.video.get("video_id", Path(path).stem),
+        meta=meta,
+        utterance_ids=ids.astype(np.int64),
+        lengths=lengths.astype(np.int64),
+        arrays=arrays,
+        imputed=imputed,
+        words=[words_col[s : s + n] for s, n in zip(starts_idx, lengths)],
+        starts=[start_col[s : s + n] for s, n in zip(starts_idx, lengths)],
+        ends=[end_col[s : s + n] for s, n in zip(starts_idx, lengths)],
+    )
+
+
+def store_files(root: str | os.PathLike) -> list[Path]:
+    """Feature files under a store directory (or the file itself), in a stable order."""
+    root = Path(root)
+    if root.is_file():
+        return [root]
+    return sorted(p for p in root.rglob(f"*{SUFFIX}") if not p.name.startswith("."))
+
+
+def iter_store(root: str | os.PathLike) -> Iterator[VideoFeatures]:
+    for path in store_files(root):
+        yield read_video(path)

@@ -1,0 +1,23 @@
+"""Shared fixtures: the real test media in ../shared/data and a project-local PREFECT_HOME."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = (ROOT / ".." / "shared" / "data").resolve()
+VIDEOS = DATA / "videos"
+SPEECH = DATA / "speech"
+
+os.environ.setdefault("PREFECT_HOME", str(ROOT / ".cache" / "prefect-test"))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    if not DATA.exists():
+        pytest.fail(f"test media not found at {DATA} (see ../shared/data/README.md)")
+    return DATA
