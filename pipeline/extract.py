@@ -1,0 +1,331 @@
+"""One video -> one Parquet feature file: the extraction half of the pipeline, as a plain function.
+
+Order of work (data flows one way): probe + decode -> words with timings -> utterances ->
+text / acoustic / facial features -> word alignment -> atomic Parquet write. The facial stage
+(video decode + MediaPipe) needs no words, so it runs in a background thread beside the audio
+stages; OpenCV, MediaPipe and CTranslate2 release the GIL, so the two cores both work.
+
+A file is skipped when its Parquet output already records the same video content hash and the
+same feature key (extraction config, words-stage identity, transcript): the store is its own
+manifest, which survives restarts and needs no orchestration state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from extractors.base import Clip
+from pipeline import __version__
+from pipeline.config import ExtractConfig
+from pipeline.errors import InputError, MmpipeError
+from pipeline.records import Audio, Utterance, Word, WordFeatures
+from pipeline.schema import MODALITIES, FeatureSchema, ModalitySpec, StoreMetadata
+from pipeline.store import SUFFIX, feature_table, read_metadata, write_table
+
+log = logging.getLogger("mmpipe.extract")
+
+# progress(stage, done, total): stage names are "words", "text", "audio", "vision", "write".
+Progress = Callable[[str, float, float], None]
+
+
+@dataclass
+class ExtractResult:
+    video: str
+    output: Path
+    video_id: str
+    skipped: bool
+    summary: dict = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+def video_id_for(video: str | Path) -> str:
+    """File stem, made safe for a file name and a table key."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", Path(video).stem) or "video"
+
+
+def output_path(video: str | Path, out_dir: str | Path, root: str | Path | None = None) -> Path:
+    """Where a video's features go; with ``root`` the sub-folders below it are kept, so two
+    videos with the same name in different folders never overwrite each other."""
+    video = Path(video)
+    sub = Path()
+    if root is not None:
+        try:
+            sub = video.resolve().parent.relative_to(Path(root).resolve())
+        except ValueError:
+            sub = Path()
+    return Path(out_dir) / sub / f"{video_id_for(video)}{SUFFIX}"
+
+
+def content_hash(path: str | Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            while block := fh.read(chunk):
+                digest.update(block)
+    except FileNotFoundError:
+        raise InputError("file not found", str(path)) from None
+    except IsADirectoryError:
+        raise InputError("is a directory, not a video file", str(path)) from None
+    except OSError as err:
+        raise InputError(f"cannot read file ({err.strerror})", str(path)) from None
+    return digest.hexdigest()
+
+
+def feature_key(config: ExtractConfig, transcript_text: str | None) -> str:
+    """Everything that changes the features: the config, the identity of the words stage
+    (ASR model weights and settings), the extractors' versions, the transcript."""
+    from pipeline.words import words_stage_id
+
+    parts = [
+        config.hash(),
+        words_stage_id(config.words) if transcript_text is None else "transcript",
+        hashlib.sha256((transcript_text or "").encode()).hexdigest()[:16],
+        __version__,
+    ]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:20]
+
+
+def find_transcript(video: Path, transcript: str | Path | None) -> Path | None:
+    from pipeline.transcripts import find_sidecar
+
+    if transcript is not None:
+        return Path(transcript)
+    return find_sidecar(video)
+
+
+def is_up_to_date(
+    video: str | Path,
+    out_path: str | Path,
+    config: ExtractConfig | None = None,
+    transcript: str | Path | None = None,
+) -> bool:
+    """True when ``out_path`` holds features of this exact video content and feature key."""
+    out_path = Path(out_path)
+    if not out_path.exists():
+        return False
+    try:
+        meta = read_metadata(out_path)
+    except Exception:  # unreadable or foreign file: recompute it
+        return False
+    config = config or ExtractConfig()
+    text = _read_transcript_text(find_transcript(Path(video), transcript))
+    return meta.video.get("sha256") == content_hash(video) and meta.video.get(
+        "feature_key"
+    ) == feature_key(config, text)
+
+
+def _read_transcript_text(path: Path | None) -> str | None:
+    if path is None:
+        return None
+    from pipeline.transcripts import read_transcript
+
+    return read_transcript(path).text
+
+
+@lru_cache(maxsize=4)
+def _extractors(config_json: str):
+    """Models load once per process (per distinct config)."""
+    from extractors.acoustic import AcousticExtractor
+    from extractors.facial import FacialExtractor
+    from extractors.text import make_text_extractor
+
+    config = ExtractConfig.from_dict(__import__("json").loads(config_json))
+    return (
+        make_text_extractor(config.text),
+        AcousticExtractor(config.acoustic),
+        FacialExtractor(config.facial),
+    )
+
+
+def get_extractors(config: ExtractConfig):
+    import json
+
+    return _extractors(json.dumps(config.to_dict(), sort_keys=True))
+
+
+def spread_words(text_words: list[str], duration: float) -> list[Word]:
+    """Without usable audio, a transcript's words are laid evenly over the video so the other
+    modalities still line up roughly; every timing is marked interpolated."""
+    n = len(text_words)
+    step = duration / max(n, 1)
+    return [Word(w, i * step, (i + 1) * step, timing="interpolated") for i, w in enumerate(text_words)]
+
+
+def extract_video(
+    video: str | Path,
+    out_dir: str | Path,
+    config: ExtractConfig | None = None,
+    transcript: str | Path | None = None,
+    progress: Progress | None = None,
+    force: bool = False,
+    root: str | Path | None = None,
+) -> ExtractResult:
+    """Extract one video's word-aligned features into ``out_dir``; see the module docstring."""
+    from pipeline.media import decode_audio, is_silent, probe
+    from pipeline.transcripts import read_transcript
+    from pipeline.utterances import split_utterances
+    from pipeline.words import NoSpeechError, words_for
+
+    config = config or ExtractConfig()
+    video = Path(video)
+    out = output_path(video, out_dir, root)
+    stages: dict[str, float] = {}
+    warnings: list[str] = []
+    t_all = time.perf_counter()
+
+    def tick(name: str, t0: float) -> None:
+        stages[name] = round(stages.get(name, 0.0) + time.perf_counter() - t0, 3)
+
+    t0 = time.perf_counter()
+    sha = content_hash(video)
+    info = probe(video)
+    transcript_path = find_transcript(video, transcript)
+    script = read_transcript(transcript_path) if transcript_path else None
+    key = feature_key(config, script.text if script else None)
+    if not force and out.exists():
+        try:
+            meta = read_metadata(out)
+            if meta.video.get("sha256") == sha and meta.video.get("feature_key") == key:
+                return ExtractResult(str(video), out, video_id_for(video), True, meta.summary)
+        except Exception:
+            pass
+    audio = decode_audio(video, config.media.sample_rate)
+    tick("decode", t0)
+    if info.frame_count == 0 and audio is None:
+        raise InputError("no video frames and no audio", str(video))
+
+    text_ex, audio_ex, face_ex = get_extractors(config)
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mmpipe-face")
+    face_future = None
+    if info.frame_count > 0:
+        def run_face():
+            t = time.perf_counter()
+            track = face_ex.extract(
+                Clip(str(video), info, audio, []),
+                progress=(lambda d, n: progress("vision", d, n)) if progress else None,
+            )
+            return track, time.perf_counter() - t
+
+        face_future = pool.submit(run_face)
+    try:
+        # Words with timings.
+        t0 = time.perf_counter()
+        silent = audio is None or is_silent(audio)
+        if audio is None and script is None:
+            raise InputError("no audio track, so no speech to transcribe (give --transcript)", str(video))
+        if silent and script is not None:
+            why = "no audio track" if audio is None else "audio is silent"
+            warnings.append(f"{why}: transcript words spread evenly over the video, audio features imputed")
+            words = spread_words(script.words, info.duration or (audio.duration if audio else 1.0))
+            utterances = split_utterances(words, config.words, script)
+        else:
+            if silent:
+                raise NoSpeechError("no speech found (the audio is silent)", str(video))
+            try:
+                utterances = words_for(audio, config.words, script)
+            except NoSpeechError as err:
+                raise NoSpeechError("no speech found in the audio", str(video)) from err
+        if progress:
+            progress("words", 1, 1)
+        tick("words", t0)
+        all_words = [w for u in utterances for w in u.words]
+        clip = Clip(str(video), info, audio, utterances)
+
+        t0 = time.perf_counter()
+        text_values, text_flags = text_ex.extract_with_flags(clip)
+        features = {"text": WordFeatures(np.asarray(text_values, np.float32), np.asarray(text_flags, bool))}
+        if progress:
+            progress("text", 1, 1)
+        tick("text", t0)
+
+        t0 = time.perf_counter()
+        from pipeline.align import pool_to_words
+
+        audio_track = audio_ex.extract(clip)
+        if silent:
+            audio_track.present[:] = False
+        features["audio"] = pool_to_words(audio_track, all_words)
+        if progress:
+            progress("audio", 1, 1)
+        tick("audio", t0)
+
+        if face_future is not None:
+            face_track, face_s = face_future.result()
+            stages["vision"] = round(face_s, 3)
+            coverage = float(face_track.present.mean()) if len(face_track.present) else 0.0
+        else:
+            from pipeline.records import FrameFeatures
+
+            face_track = FrameFeatures(
+                np.zeros(0), np.zeros((0, face_ex.feature_dim), np.float32), np.zeros(0, bool),
+                face_ex.feature_names,
+            )
+            coverage = 0.0
+        if coverage == 0.0:
+            warnings.append("no face found: facial features imputed and flagged")
+        features["vision"] = pool_to_words(face_track, all_words)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+    t0 = time.perf_counter()
+    schema = FeatureSchema(
+        modalities={
+            m: ModalitySpec(ex.name, str(ex.version), ex.feature_dim, tuple(ex.feature_names))
+            for m, ex in zip(MODALITIES, (text_ex, audio_ex, face_ex))
+        },
+        config_hash=config.hash(),
+    )
+    summary = {
+        "words": len(all_words),
+        "utterances": len(utterances),
+        "face_coverage": round(coverage, 4),
+        "duration_s": round(float(info.duration or (audio.duration if audio else 0.0)), 3),
+        "words_imputed": {m: int(features[m].imputed.sum()) for m in MODALITIES},
+        "warnings": warnings,
+    }
+    meta = StoreMetadata(
+        schema=schema,
+        video={
+            "video_id": video_id_for(video),
+            "path": str(video.resolve()),
+            "sha256": sha,
+            "feature_key": key,
+            "duration_s": summary["duration_s"],
+            "transcript": str(transcript_path) if transcript_path else None,
+        },
+        config=config.to_dict(),
+        summary=summary,
+    )
+    table = feature_table(video_id_for(video), utterances, features, meta)
+    write_table(out, table)
+    tick("write", t0)
+    summary["stages_s"] = stages
+    summary["total_s"] = round(time.perf_counter() - t_all, 3)
+    if summary["duration_s"] and summary["total_s"]:
+        summary["realtime_factor"] = round(summary["duration_s"] / summary["total_s"], 2)
+    for w in warnings:
+        log.info("%s: %s", video, w)
+    return ExtractResult(str(video), out, video_id_for(video), False, summary, warnings)
+
+
+
+__all__ = [
+    "ExtractResult",
+    "MmpipeError",
+    "content_hash",
+    "extract_video",
+    "feature_key",
+    "is_up_to_date",
+    "output_path",
+    "video_id_for",
+]

@@ -1,0 +1,180 @@
+"""End to end: real recordings -> `mmpipe extract` -> Parquet a user can open anywhere."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.config import ExtractConfig
+from pipeline.extract import extract_video, is_up_to_date
+from pipeline.schema import MODALITIES
+from pipeline.store import read_metadata, read_video
+from tests.conftest import DATA, ROOT, SPEECH, VIDEOS
+from tests.media_fixtures import mux
+
+HARVARD_TEXT = (
+    "The birch canoe slid on the smooth planks. Glue the sheet to the dark blue background. "
+    "It's easy to tell the depth of a well. The box was thrown beside the parked truck."
+)
+# Quick settings for clips whose words come from a transcript: the ASR model is never loaded.
+FAST = ExtractConfig().with_overrides({"facial.fps": 10.0})
+
+
+def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="module")
+def harvard_face(tmp_path_factory) -> Path:
+    """Real read speech (Harvard sentences) on a real talking-face video, with its transcript."""
+    folder = tmp_path_factory.mktemp("harvard")
+    clip = mux(VIDEOS / "retalking_face_5.mp4", SPEECH / "harvard_list1_16k.wav", folder / "harvard_face.mp4")
+    (folder / "harvard_face.txt").write_text(HARVARD_TEXT)  # sidecar transcript
+    return clip
+
+
+def test_transcript_sidecar_gives_aligned_words_and_all_modalities(harvard_face, tmp_path):
+    result = extract_video(harvard_face, tmp_path, FAST)
+    assert not result.skipped
+    data = read_video(result.output)
+    # Four sentences in the transcript -> four utterances, every word present.
+    assert len(data.lengths) == 4
+    assert sum(len(w) for w in data.words) == len(HARVARD_TEXT.split())
+    assert data.words[0][:3] == ["the", "birch", "canoe"] or data.words[0][:3] == ["The", "birch", "canoe"]
+    for m in MODALITIES:
+        assert np.isfinite(data.arrays[m]).all()
+    spec = data.meta.schema.modalities
+    assert spec["text"].dim == 384 and spec["audio"].dim > 20 and spec["vision"].dim > 52
+    # Real speech: the sentences follow each other in time, inside the 10.8 s recording.
+    spans = data.utterance_spans
+    assert all(a[1] <= b[0] + 0.05 for a, b in zip(spans, spans[1:]))
+    assert 0 <= spans[0][0] < 1.5 and 8.0 < spans[-1][1] <= 11.0
+    # The face is on screen throughout.
+    assert result.summary["face_coverage"] > 0.9
+    assert not data.imputed["vision"].any()
+    assert data.meta.video["transcript"].endswith("harvard_face.txt")
+
+
+def test_unchanged_video_is_skipped_and_config_change_reextracts(harvard_face, tmp_path):
+    first = extract_video(harvard_face, tmp_path, FAST)
+    mtime = first.output.stat().st_mtime_ns
+    again = extract_video(harvard_face, tmp_path, FAST)
+    assert again.skipped and again.output.stat().st_mtime_ns == mtime
+    assert is_up_to_date(harvard_face, first.output, FAST)
+    changed = FAST.with_overrides({"facial.fps": 5.0})
+    assert not is_up_to_date(harvard_face, first.output, changed)
+    # The ASR model is part of the key too, even though this clip has a transcript... only when
+    # words come from ASR; with a transcript the recogniser is irrelevant and must not re-extract.
+    assert is_up_to_date(harvard_face, first.output, FAST.with_overrides({"words.asr_model": "tiny.en"}))
+    redo = extract_video(harvard_face, tmp_path, changed)
+    assert not redo.skipped and read_metadata(redo.output).config["facial"]["fps"] == 5.0
+
+
+@pytest.mark.slow
+def test_real_talking_head_with_speech_recognition(tmp_path):
+    """The real talking-head clip, no transcript: Whisper words, real face, real voice."""
+    result = extract_video(VIDEOS / "WDA_KatieHill_000.mp4", tmp_path)
+    data = read_video(result.output)
+    n_words = int(data.lengths.sum())
+    assert n_words >= 10, data.words
+    assert result.summary["face_coverage"] > 0.9
+    timings = pq.read_table(result.output, columns=["timing"]).column("timing").to_pylist()
+    assert set(timings) <= {"aligned", "asr", "interpolated"}
+    assert np.isfinite(data.arrays["audio"]).all()
+    # ASR settings are recorded, so a different recogniser means different features.
+    meta = read_metadata(result.output)
+    assert meta.config["words"]["asr_model"] == "base"
+    assert not is_up_to_date(result.video, result.output, ExtractConfig().with_overrides({"words.asr_model": "tiny.en"}))
+
+
+def test_no_face_keeps_rows_and_flags_vision(tmp_path):
+    clip = mux(VIDEOS / "no_face.mp4", SPEECH / "jfk.flac", tmp_path / "noface_speech.mp4", seconds=11.0)
+    (tmp_path / "noface_speech.txt").write_text(
+        "And so, my fellow Americans, ask not what your country can do for you, ask what you can do for your country."
+    )
+    result = extract_video(clip, tmp_path / "out", FAST)
+    assert any("no face" in w for w in result.warnings)
+    data = read_video(result.output)
+    assert data.imputed["vision"][0, : data.lengths[0]].all()
+    assert np.isfinite(data.arrays["vision"]).all()
+    assert not data.imputed["audio"][0, : data.lengths[0]].all()
+
+
+def test_cli_extract_json_summary(harvard_face, tmp_path):
+    proc = run_cli("extract", str(harvard_face), "--out", str(tmp_path), "--json", "--face-fps", "10")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["utterances"] == 4 and summary["words"] == 36
+    assert set(summary["stages_s"]) >= {"decode", "words", "text", "audio", "vision", "write"}
+    assert Path(summary["output"]).exists()
+
+
+BAD_INPUTS = {
+    "missing": lambda d: d / "does_not_exist.mp4",
+    "directory": lambda d: d,
+    "not_a_video": lambda d: _write(d / "notes.mp4", b"this is not a video file\n" * 20),
+    "zero_length": lambda d: _write(d / "empty.mp4", b""),
+    "truncated": lambda d: _write(d / "cut.mp4", (VIDEOS / "WDA_KatieHill_000.mp4").read_bytes()[:40_000]),
+    "no_audio": lambda d: VIDEOS / "carphone_noaudio.mp4",
+    "silent_audio": lambda d: VIDEOS / "WolfgangLanger_Pexels.mp4",
+}
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_is_one_clear_line_and_nonzero_exit(case, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    video = BAD_INPUTS[case](src)
+    out = tmp_path / "out"
+    proc = run_cli("extract", str(video), "--out", str(out))
+    assert proc.returncode == 1, (case, proc.stdout, proc.stderr)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("mmpipe: error: "), proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert Path(video).name in lines[0]
+    # Nothing half-written is left behind.
+    assert not out.exists() or not any(out.rglob("*"))
+
+
+def test_unreadable_transcript(harvard_face, tmp_path):
+    bad = _write(tmp_path / "bad.srt", b"\xff\xfe\x00\x00\x89PNG binary junk")
+    proc = run_cli("extract", str(harvard_face), "--transcript", str(bad), "--out", str(tmp_path / "o"))
+    assert proc.returncode == 1 and "bad.srt" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_silent_audio_with_transcript_is_usable_with_audio_flagged(tmp_path):
+    clip = tmp_path / "silent.mp4"
+    clip.write_bytes((VIDEOS / "WolfgangLanger_Pexels.mp4").read_bytes())
+    (tmp_path / "silent.txt").write_text("I am looking at the camera without saying a word.")
+    result = extract_video(clip, tmp_path / "out", FAST)
+    assert any("silent" in w for w in result.warnings)
+    data = read_video(result.output)
+    assert data.imputed["audio"].sum() == data.lengths.sum()
+    assert result.summary["face_coverage"] > 0.5
+    assert set(pq.read_table(result.output).column("timing").to_pylist()) == {"interpolated"}
+
+
+@pytest.mark.parametrize("container", ["mkv", "avi"])
+def test_other_containers(container, tmp_path):
+    codec = "mpeg4" if container == "avi" else "libx264"
+    clip = mux(VIDEOS / "single_face.mp4", SPEECH / "jfk.flac", tmp_path / f"jfk.{container}", seconds=11.0, video_codec=codec)
+    (tmp_path / "jfk.txt").write_text("And so, my fellow Americans, ask not what your country can do for you, ask what you can do for your country.")
+    result = extract_video(clip, tmp_path / "out", FAST.with_overrides({"facial.fps": 5.0}))
+    data = read_video(result.output)
+    assert int(data.lengths.sum()) == 22
+    idx = data.words[0].index("americans") if "americans" in data.words[0] else [w.lower().strip(",") for w in data.words[0]].index("americans")
+    assert data.starts[0][idx] < 1.8
