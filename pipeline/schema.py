@@ -89,7 +89,7 @@ class FeatureSchema:
                 out.append(f"{m} has dim {b.dim}, model expects {a.dim}")
             if (a.extractor, a.version) != (b.extractor, b.version):
                 out.append(f"{m} comes from {b.extractor} v{b.version}, model expects {a.extractor} v{a.version}")
-            elif a.names and b.names and a.names != b.names:
+            elif a.dim == b.dim and a.names and b.names and a.names != b.names:
                 out.append(f"{m} feature names differ from the model's")
         return out
 

@@ -26,6 +26,9 @@ from pipeline.schema import (
 )
 
 SUFFIX = ".parquet"
+# mkstemp makes 0600 files; published files get the usual permissions of the process umask.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 
 
 def atomic_write(path: str | os.PathLike, write) -> None:
@@ -36,6 +39,7 @@ def atomic_write(path: str | os.PathLike, write) -> None:
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -55,6 +59,9 @@ def feature_table(
     words = [(u.index, i, w) for u in utterances for i, w in enumerate(u.words)]
     n = len(words)
     schema = arrow_schema(meta)
+    times = np.array([(w.start, w.end) for _, _, w in words], float).reshape(-1, 2)
+    if not np.isfinite(times).all():
+        raise ValueError("word times contain non-finite values")
     columns: dict[str, pa.Array] = {
         "video_id": pa.array([video_id] * n, pa.string()),
         "utterance_id": pa.array([u for u, _, _ in words], pa.int32()),
@@ -65,11 +72,15 @@ def feature_table(
         "timing": pa.array([w.timing for _, _, w in words], pa.string()),
     }
     for m in MODALITIES:
+        if m not in features:
+            raise ValueError(f"no {m} features given")
         wf = features[m]
         dim = meta.schema.modalities[m].dim
         values = np.ascontiguousarray(wf.values, dtype=np.float32)
         if values.shape != (n, dim):
             raise ValueError(f"{m} features have shape {values.shape}, expected {(n, dim)}")
+        if len(wf.imputed) != n:
+            raise ValueError(f"{m} imputed flags have length {len(wf.imputed)}, expected {n}")
         if not np.isfinite(values).all():
             raise ValueError(f"{m} features contain non-finite values")
         columns[m] = pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1)), dim)

