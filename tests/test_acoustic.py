@@ -1,0 +1,135 @@
+"""The librosa acoustic extractor on real speech, silence, missing audio, and one pure tone."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from extractors.acoustic import AcousticExtractor
+from extractors.base import Clip
+from pipeline import media
+from pipeline.config import AcousticConfig
+from pipeline.records import Audio
+from tests.conftest import SPEECH, VIDEOS
+
+
+@pytest.fixture(scope="module")
+def extractor() -> AcousticExtractor:
+    return AcousticExtractor()
+
+
+@pytest.fixture(scope="module")
+def speech() -> Audio:
+    return media.decode_audio(SPEECH / "RD_Radio31_000.wav")  # 8 s of a real radio address
+
+
+@pytest.fixture(scope="module")
+def track(extractor, speech):
+    return extractor.extract(Clip(path="speech", info=None, audio=speech, utterances=[]))
+
+
+def column(track, name: str) -> np.ndarray:
+    return track.values[:, track.names.index(name)]
+
+
+def test_feature_names_are_stable_and_match_the_matrix(extractor, track):
+    names = extractor.feature_names
+    assert len(names) == len(set(names)) == extractor.feature_dim == track.values.shape[1] == 48
+    assert names[:3] == ["mfcc_0", "mfcc_1", "mfcc_2"]
+    assert {"f0_hz", "voiced", "voicing_prob", "rms_db", "spectral_centroid_khz", "zcr"} <= set(names)
+    assert track.names == names
+    assert extractor.describe()["extractor"] == "librosa-acoustic"
+    no_deltas = AcousticExtractor(AcousticConfig(deltas=False, n_mfcc=20))
+    assert no_deltas.feature_dim == 20 + 9
+
+
+def test_frames_every_10_ms_finite_and_present(track, speech):
+    assert track.values.dtype == np.float32 and np.isfinite(track.values).all()
+    assert track.present.all()
+    np.testing.assert_allclose(np.diff(track.times), 0.01, atol=1e-9)
+    assert track.times[0] == 0.0
+    assert len(track.times) == int(speech.duration / 0.01) + 1
+
+
+def test_pitch_is_a_plausible_human_voice(track):
+    f0, voiced = column(track, "f0_hz"), column(track, "voiced")
+    assert set(np.unique(voiced)) <= {0.0, 1.0}
+    assert 0.3 < voiced.mean() < 0.9  # speech with pauses and unvoiced consonants
+    assert np.all(f0[voiced == 0] == 0)
+    assert np.all((f0[voiced == 1] >= 65) & (f0[voiced == 1] <= 500))
+    assert 90 < np.median(f0[voiced == 1]) < 300
+    # voiced frames are louder than unvoiced ones on real speech
+    rms = column(track, "rms_db")
+    assert np.median(rms[voiced == 1]) > np.median(rms[voiced == 0]) + 6
+
+
+def test_yin_agrees_with_pyin_on_real_speech(speech):
+    fast = AcousticExtractor().features(speech)
+    slow = AcousticExtractor(AcousticConfig(pitch="pyin")).features(speech)
+    assert slow.names == fast.names and fast.values.shape == slow.values.shape
+    f_fast, f_slow = column(fast, "f0_hz"), column(slow, "f0_hz")
+    both = (f_fast > 0) & (f_slow > 0)
+    assert both.mean() > 0.3
+    ratio = f_fast[both] / f_slow[both]
+    assert np.median(np.abs(np.log2(ratio))) < 0.03  # same pitch within 2 %
+    assert np.mean(np.abs(np.log2(ratio)) > 0.25) < 0.1  # few octave-type errors
+    agree = (column(fast, "voiced") > 0) == (column(slow, "voiced") > 0)
+    assert agree.mean() > 0.7
+
+
+def test_pure_tone_pitch_and_spectrum(extractor):
+    sr = 16000
+    t = np.arange(sr) / sr
+    tone = Audio((0.3 * np.sin(2 * np.pi * 220.0 * t)).astype(np.float32), sr)
+    out = extractor.features(tone)
+    f0 = column(out, "f0_hz")[10:-10]
+    assert np.all(column(out, "voiced")[10:-10] == 1)
+    np.testing.assert_allclose(f0, 220.0, rtol=0.005)
+    np.testing.assert_allclose(column(out, "spectral_centroid_khz")[10:-10], 0.22, atol=0.05)
+    # 0.3 amplitude sine: RMS = 0.3 / sqrt(2) -> -13.5 dBFS
+    np.testing.assert_allclose(column(out, "rms_db")[10:-10], 20 * np.log10(0.3 / np.sqrt(2)), atol=1.0)
+
+
+def test_digital_silence_is_finite_and_unvoiced(extractor):
+    audio = media.decode_audio(VIDEOS / "WolfgangLanger_Pexels.mp4")
+    out = extractor.features(audio)
+    assert np.isfinite(out.values).all()
+    assert not column(out, "voiced").any() and not column(out, "f0_hz").any()
+    assert np.all(column(out, "rms_db") == -100.0)
+
+
+def test_video_without_audio_gives_absent_rows_over_its_duration(extractor):
+    path = VIDEOS / "carphone_noaudio.mp4"
+    info = media.probe(path)
+    out = extractor.extract(Clip(path=str(path), info=info, audio=None, utterances=[]))
+    assert len(out.times) == int(info.duration / 0.01) + 1
+    assert not out.present.any() and not out.values.any()
+    assert out.values.shape[1] == extractor.feature_dim
+
+
+def test_audio_shorter_than_video_is_padded_with_absent_rows(extractor):
+    path = VIDEOS / "noface_face.mov"  # 3.97 s of audio in a 6.38 s video
+    info = media.probe(path)
+    audio = media.decode_audio(path)
+    out = extractor.extract(Clip(path=str(path), info=info, audio=audio, utterances=[]))
+    assert out.times[-1] == pytest.approx(info.duration, abs=0.011)
+    np.testing.assert_allclose(np.diff(out.times), 0.01, atol=1e-9)
+    real = int(audio.duration / 0.01) + 1
+    assert out.present[:real].all() and not out.present[real:].any()
+
+
+def test_sixty_seconds_in_well_under_two_seconds(extractor, speech):
+    long = Audio(np.tile(speech.samples, 8)[: 60 * 16000], 16000)
+    extractor.features(Audio(speech.samples[:16000], 16000))  # numba/FFT warm-up
+    start = time.perf_counter()
+    out = extractor.features(long)
+    elapsed = time.perf_counter() - start
+    assert len(out.times) == 6001
+    assert elapsed < 2.0, f"60 s of audio took {elapsed:.2f} s"
+
+
+def test_unknown_pitch_tracker_is_rejected():
+    with pytest.raises(ValueError, match="pitch"):
+        AcousticExtractor(AcousticConfig(pitch="crepe"))
