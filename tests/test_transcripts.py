@@ -1,0 +1,179 @@
+"""Transcripts: reading .txt/.srt/.vtt, sidecar lookup, tokens and spoken forms (no models)."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline.errors import InputError
+from pipeline.transcripts import (
+    find_sidecar,
+    normalize_text,
+    number_words,
+    ordinal_words,
+    parse_srt,
+    parse_vtt,
+    read_transcript,
+    spoken_forms,
+    spoken_words,
+    tokenize,
+    transcript_from_text,
+    year_words,
+)
+
+SRT = """1
+00:00:01,600 --> 00:00:04,200
+<i>Hello</i> there,
+- general Kenobi!
+
+2
+00:00:04,300 --> 00:00:06,000 X1:40 X2:600 Y1:20 Y2:50
+It cost $5 in 2026.
+
+3
+00:01:02,000 --> 00:01:03,500
+{\\an8}Bye &amp; thanks
+"""
+
+VTT = """WEBVTT - a title line
+
+NOTE this block is a comment
+and spans two lines
+
+STYLE
+::cue { color: lime }
+
+intro
+00:01.000 --> 00:02.500 align:start position:10%
+<v Roger Bingham>We are in New York City
+
+00:00:02.600 --> 00:00:04.000
+<c.loud>It's</c> <00:00:03.100>the 3rd time.
+"""
+
+
+def test_numbers_read_as_words():
+    assert number_words(42) == ["forty", "two"]
+    assert number_words(1_000_342) == ["one", "million", "three", "hundred", "forty", "two"]
+    assert ordinal_words(21) == ["twenty", "first"]
+    assert ordinal_words(12) == ["twelfth"]
+    assert year_words(1984) == ["nineteen", "eighty", "four"]
+    assert year_words(2005) == ["two", "thousand", "five"]
+    assert year_words(1905) == ["nineteen", "oh", "five"]
+    assert spoken_words("2026") == ["twenty", "twenty", "six"]
+    # ...and the other ways people say it are offered to the aligner
+    assert ["two", "thousand", "twenty", "six"] in spoken_forms("2026")
+    assert ["one", "hundred", "and", "five"] in spoken_forms("105")
+    assert spoken_words("42%") == ["forty", "two", "percent"]
+    assert spoken_words("$5") == ["five", "dollars"]
+    assert spoken_words("$1") == ["one", "dollar"]
+    assert spoken_words("$5.50")[:2] == ["five", "dollars"]
+    assert spoken_words("3.14") == ["three", "point", "one", "four"]
+    assert spoken_words("1,200") == ["one", "thousand", "two", "hundred"]
+    assert spoken_words("3rd") == ["third"]
+    assert spoken_words("1990s") == ["nineteen", "nineties"]
+    assert spoken_words("007") == ["zero", "zero", "seven"]
+
+
+def test_letters_digits_and_camel_case_are_split():
+    assert spoken_words("P2") == ["p", "two"]  # GRID's "p two", as Whisper writes it
+    assert spoken_words("MP3") == ["m", "p", "three"]
+    assert spoken_words("MMLatch") == ["m", "m", "latch"]
+    assert spoken_words("YouTube") == ["you", "tube"]
+    assert spoken_words("McDonald") == ["mcdonald"]
+    assert spoken_words("well-known") == ["well", "known"]
+    assert spoken_words("don't") == ["don't"]
+    assert spoken_words("Café") == ["cafe"]
+    assert spoken_words("—") == []
+
+
+def test_tokens_keep_display_text_and_sentence_ends():
+    toks = tokenize("And so, my fellow Americans... ask not! Mr. Smith paid $5 — in 2026? Yes")
+    assert [t.text for t in toks] == [
+        "And", "so", "my", "fellow", "Americans", "ask", "not", "Mr", "Smith", "paid", "$5",
+        "in", "2026", "Yes",
+    ]
+    ends = [t.text for t in toks if t.sentence_end]
+    assert ends == ["Americans", "not", "2026"]  # "Mr." is an abbreviation, not an end
+    assert toks[12].spoken == ("twenty", "twenty", "six")
+    assert tokenize("Hello ... world ?")[0].sentence_end  # stand-alone punctuation
+    assert tokenize("Hello ... world ?")[1].sentence_end
+
+
+def test_normalize_text_for_wer():
+    assert normalize_text("It's 42%, OK? The U.S. (in 1999)!") == [
+        "it's", "forty", "two", "percent", "ok", "the", "u", "s", "in", "nineteen", "ninety",
+        "nine",
+    ]
+
+
+def test_srt_cues():
+    cues = parse_srt(SRT.replace("\n", "\r\n"))
+    assert [(c.start, c.end) for c in cues] == [(1.6, 4.2), (4.3, 6.0), (62.0, 63.5)]
+    assert cues[0].text == "Hello there, general Kenobi!"
+    assert cues[1].text == "It cost $5 in 2026."
+    assert cues[2].text == "Bye & thanks"
+
+
+def test_vtt_cues():
+    cues = parse_vtt(VTT)
+    assert [(c.start, c.end) for c in cues] == [(1.0, 2.5), (2.6, 4.0)]
+    assert cues[0].text == "We are in New York City"
+    assert cues[1].text == "It's the 3rd time."
+
+
+def test_read_transcript_formats(tmp_path):
+    (tmp_path / "a.srt").write_text(SRT, encoding="utf-8")
+    (tmp_path / "a.vtt").write_text(VTT, encoding="utf-8")
+    (tmp_path / "a.txt").write_bytes("\ufeffCaf\u00e9 society. Second one".encode("utf-8"))
+    (tmp_path / "b.txt").write_bytes("Na\xefve r\xe9sum\xe9".encode("cp1252"))  # legacy encoding
+    srt = read_transcript(tmp_path / "a.srt")
+    assert len(srt.cues) == 3 and srt.tokens()[0].cue == 0 and srt.tokens()[-1].cue == 2
+    assert srt.words[:4] == ["Hello", "there", "general", "Kenobi"]
+    assert len(read_transcript(tmp_path / "a.vtt").cues) == 2
+    txt = read_transcript(tmp_path / "a.txt")
+    assert txt.cues == [] and txt.words == ["Café", "society", "Second", "one"]
+    assert read_transcript(tmp_path / "b.txt").words == ["Naïve", "résumé"]
+    # an .txt that is really SubRip is read as cues
+    (tmp_path / "c.txt").write_text(SRT, encoding="utf-8")
+    assert len(read_transcript(tmp_path / "c.txt").cues) == 3
+
+
+@pytest.mark.parametrize(
+    "name, content, cause",
+    [
+        ("empty.txt", b"", "empty"),
+        ("punct.txt", b" ... -- !! ", "empty"),
+        ("binary.txt", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" * 20, "binary"),
+        ("nocues.srt", b"1\n\n2\n", "empty"),
+    ],
+)
+def test_bad_transcripts_name_the_file(tmp_path, name, content, cause):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(InputError) as err:
+        read_transcript(path)
+    assert str(path) in str(err.value) and cause in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_missing_or_folder_transcript(tmp_path):
+    with pytest.raises(InputError, match="not found"):
+        read_transcript(tmp_path / "nope.txt")
+    with pytest.raises(InputError, match="folder"):
+        read_transcript(tmp_path)
+    with pytest.raises(InputError, match="empty"):
+        transcript_from_text("  ?! ")
+
+
+def test_find_sidecar_prefers_timed_formats(tmp_path):
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"")
+    assert find_sidecar(video) is None
+    (tmp_path / "clip.txt").write_text("hello")
+    assert find_sidecar(video) == tmp_path / "clip.txt"
+    (tmp_path / "clip.vtt").write_text(VTT)
+    assert find_sidecar(video) == tmp_path / "clip.vtt"
+    (tmp_path / "clip.srt").write_text(SRT)
+    assert find_sidecar(video) == tmp_path / "clip.srt"
+    (tmp_path / "other.srt").write_text(SRT)
+    assert find_sidecar(tmp_path / "other.mov") == tmp_path / "other.srt"
