@@ -1,0 +1,12 @@
+"""Prefect flows over mmpipe's library functions: ``extract-video``, ``backfill``, ``train``,
+``score``. The flows hold no logic of their own (see ``pipeline.batch``, ``pipeline.extract``,
+``mmlatch``); they add retries, bounded parallel task runners, GPU slots and artifacts.
+
+Importing this package stays cheap (no Prefect import) so ``mmpipe --help`` is fast.
+"""
+
+import os as _os
+
+# The ephemeral/local server must not try to phone home from an offline machine (it logs an
+# error per attempt otherwise).
+_os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")

@@ -1,0 +1,179 @@
+"""Backfill throughput and the cost of orchestration: the same clips through the plain library
+(``pipeline.batch.backfill``) and through the Prefect ``backfill`` flow, with 1 and 2 workers.
+
+    python bench/backfill.py [--clips 20] [--workers 1 2] [--modes direct embedded server]
+                             [--face-fps 15] [--asr-model tiny.en]
+
+Every run is a fresh Python process on a fresh output folder, so each pays what a user pays:
+imports, model loading in every worker, and for the flow its orchestration (the ``embedded``
+mode also starts Prefect's temporary server; ``server`` talks to a ``prefect server`` started
+here once). Times are measured inside the process around the one call, and for the whole
+process. The clips are copies of the real talking-head recordings in ../shared/data/videos,
+without transcripts, so speech recognition runs as it would for a user's videos.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+VIDEOS = ROOT.parent / "shared" / "data" / "videos"
+SOURCES = (  # real talking heads with English speech
+    "retalking_face_1.mp4", "retalking_face_2.mp4", "retalking_face_4.mp4", "retalking_face_5.mp4",
+    "desk_woman_stockmarket_9s.mp4", "WDA_KatieHill_000.mp4", "webcam_woman_parknoise_7s.mp4",
+)
+MODES = {"direct": "library, no Prefect", "embedded": "flow, ephemeral server", "server": "flow, running server"}
+
+
+def make_clips(folder: Path, n: int) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        src = VIDEOS / SOURCES[i % len(SOURCES)]
+        shutil.copyfile(src, folder / f"clip_{i:02d}_{src.stem}.mp4")
+    return folder
+
+
+def run_once(mode: str, workers: int, clips: str, out: str, config: str) -> None:
+    """Child process: one measured backfill; prints its numbers as JSON on the last line."""
+    t0 = time.perf_counter()
+    sys.path.insert(0, str(ROOT))
+    cfg = json.loads(config)
+    if mode == "direct":
+        from pipeline.batch import backfill
+
+        t1 = time.perf_counter()
+        result = backfill(clips, out, cfg, workers=workers).to_dict()
+    else:
+        os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
+        from flows.backfill import backfill_flow
+
+        t1 = time.perf_counter()
+        result = backfill_flow(clips, out, config=cfg, workers=workers)
+    call_s = time.perf_counter() - t1
+    print(json.dumps({"call_s": call_s, "import_s": t1 - t0, "media_s": result["realtime_factor"] * result["wall_s"],
+                      "done": result["done"], "failed": result["failed"]}))
+
+
+def measure(mode: str, workers: int, clips: Path, work: Path, config: dict, env: dict) -> dict:
+    out = work / f"out-{mode}-{workers}"
+    shutil.rmtree(out, ignore_errors=True)
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, __file__, "--_run", mode, str(workers), str(clips), str(out), json.dumps(config)],
+        cwd=ROOT, env=env, capture_output=True, text=True,
+    )
+    process_s = time.perf_counter() - t0
+    if proc.returncode != 0:
+        sys.exit(f"{mode} x{workers} failed:\n{proc.stderr[-3000:]}")
+    row = json.loads(proc.stdout.strip().splitlines()[-1])
+    return {"mode": mode, "workers": workers, "process_s": process_s, **row}
+
+
+class LocalServer:
+    """`prefect server start` on a free 127.0.0.1 port for the ``server`` mode; stopped on exit."""
+
+    def __init__(self, env: dict, log: Path):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.api = f"http://127.0.0.1:{self.port}/api"
+        self.log = open(log, "w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
+            env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        import httpx
+
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.api}/health", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        self.stop()
+        sys.exit(f"prefect server did not start, see {log}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGINT)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        self.log.close()
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--_run":
+        run_once(sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5], sys.argv[6])
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clips", type=int, default=20)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--modes", nargs="+", choices=list(MODES), default=list(MODES))
+    parser.add_argument("--face-fps", type=float, default=15.0)
+    parser.add_argument("--asr-model", default="tiny.en")
+    parser.add_argument("--keep", type=Path, help="work folder to keep (default: a temporary one)")
+    args = parser.parse_args()
+    config = {"facial.fps": args.face_fps, "words.asr_model": args.asr_model}
+
+    work = args.keep or Path(tempfile.mkdtemp(prefix="mmpipe-bench-"))
+    clips = make_clips(work / "clips", args.clips)
+    env = {**os.environ, "PREFECT_HOME": str(work / "prefect-home"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env.pop("PREFECT_API_URL", None)
+    server = None
+    try:
+        if {"embedded", "server"} & set(args.modes):  # create Prefect's database outside the timings
+            empty = work / "empty"
+            empty.mkdir(exist_ok=True)
+            subprocess.run([sys.executable, __file__, "--_run", "embedded", "1", str(empty), str(work / "out-warmup"),
+                            json.dumps(config)], cwd=ROOT, env=env, check=True, capture_output=True)
+        if "server" in args.modes:
+            server = LocalServer(env, work / "server.log")
+        rows = []
+        for workers in args.workers:
+            for mode in args.modes:
+                run_env = {**env, "PREFECT_API_URL": server.api} if mode == "server" else env
+                row = measure(mode, workers, clips, work, config, run_env)
+                rows.append(row)
+                print(f"  {mode:<8} x{workers}: {row['call_s']:.1f} s", file=sys.stderr, flush=True)
+    finally:
+        if server:
+            server.stop()
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    print_table(rows, args, config)
+
+
+def print_table(rows: list[dict], args, config: dict) -> None:
+    media = max(r["media_s"] for r in rows)
+    print(f"\nBackfill of {args.clips} real clips ({media:.0f} s of media), config {config}")
+    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}\n")
+    head = f"{'mode':<34} {'workers':>7} {'done':>5} {'call s':>8} {'videos/min':>10} {'x real time':>11} {'process s':>9} {'overhead':>16}"
+    print(head)
+    print("-" * len(head))
+    direct = {r["workers"]: r for r in rows if r["mode"] == "direct"}
+    for r in rows:
+        base = direct.get(r["workers"])
+        over = ""
+        if base is not None and r["mode"] != "direct":
+            d = r["call_s"] - base["call_s"]
+            over = f"{d:+.1f} s ({100 * d / base['call_s']:+.1f} %)"
+        print(f"{r['mode'] + ' (' + MODES[r['mode']] + ')':<34} {r['workers']:>7} {r['done']:>5} {r['call_s']:>8.1f} "
+              f"{60 * r['done'] / r['call_s']:>10.1f} {media / r['call_s']:>11.2f} {r['process_s']:>9.1f} {over:>16}")
+
+
+if __name__ == "__main__":
+    main()

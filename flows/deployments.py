@@ -1,0 +1,59 @@
+"""The four flows by name, and serving all their deployments from one process (``mmpipe serve``).
+
+``prefect.yaml`` declares the same flows as deployments on a process work pool (named
+``<flow>/pool``); served ones are named ``<flow>/serve`` so both can live on one server.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+FLOWS: dict[str, str] = {
+    "extract-video": "flows.extract:extract_video_flow",
+    "backfill": "flows.backfill:backfill_flow",
+    "train": "flows.train:train_flow",
+    "score": "flows.score:score_flow",
+}
+SERVE_DEPLOYMENT = "serve"
+POOL_DEPLOYMENT = "pool"
+POOL_NAME = "mmpipe-process"
+
+
+def load_flow(name: str):
+    from pipeline.errors import InputError
+
+    if name not in FLOWS:
+        raise InputError(f"unknown flow {name!r}; choose from {', '.join(FLOWS)}")
+    module, attr = FLOWS[name].split(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def served_deployments(name: str = SERVE_DEPLOYMENT) -> list[Any]:
+    flows = [load_flow(flow_name) for flow_name in FLOWS]
+    return [f.to_deployment(name=name, tags=["mmpipe"], description=f.description) for f in flows]
+
+
+def require_server() -> str:
+    """Serving needs a server others can reach: an ephemeral one dies with this process and
+    nobody else could trigger runs on it."""
+    from prefect.settings import get_current_settings
+
+    from pipeline.errors import MmpipeError
+
+    url = get_current_settings().api.url
+    if not url:
+        raise MmpipeError(
+            "no Prefect server configured: start one with `prefect server start` and run "
+            "`prefect config set PREFECT_API_URL=http://127.0.0.1:4200/api` (or export it)"
+        )
+    return str(url)
+
+
+def serve_all(limit: int | None = None) -> None:
+    """Serve every flow's deployment; runs execute as subprocesses of this one, at most
+    ``limit`` at a time. Stops on Ctrl-C / SIGTERM."""
+    from prefect import serve
+
+    require_server()
+    serve(*served_deployments(), limit=limit)

@@ -1,0 +1,50 @@
+"""``extract-video``: one video -> its Parquet feature file (``pipeline.extract.extract_video``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+
+from flows.gpu import gpu_slot
+from flows.runtime import retry_if_transient
+from pipeline.batch import resolve_config
+
+
+@task(
+    name="extract",
+    retries=2,
+    retry_delay_seconds=[5, 30],
+    retry_condition_fn=retry_if_transient,
+    cache_policy=NO_CACHE,
+    persist_result=False,
+)
+def extract_task(video: str, out_dir: str, config: dict, transcript: str | None, force: bool) -> dict[str, Any]:
+    from pipeline.extract import extract_video
+
+    with gpu_slot():
+        result = extract_video(video, out_dir, resolve_config(config), transcript, force=force)
+    return {
+        "video": result.video,
+        "output": str(result.output),
+        "video_id": result.video_id,
+        "skipped": result.skipped,
+        "summary": result.summary,
+        "warnings": list(getattr(result, "warnings", [])),
+    }
+
+
+@flow(name="extract-video")
+def extract_video_flow(
+    video: str,
+    out_dir: str = "features",
+    config: dict[str, Any] | None = None,
+    transcript: str | None = None,
+    force: bool = False,
+) -> dict[str, Any]:
+    """Extract one video's word-aligned features; skipped when its output is already current.
+
+    ``config``: extraction settings as sections or dotted keys ({"words.asr_model": "tiny.en"}).
+    """
+    return extract_task(video, out_dir, resolve_config(config).to_dict(), transcript, force)
