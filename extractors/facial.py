@@ -16,8 +16,11 @@ frame anew), one fresh instance per video so results never depend on the previou
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
+import os
+import sys
 import threading
 import zipfile
 from pathlib import Path
@@ -119,6 +122,27 @@ def _file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
+_stderr_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def native_stderr_silenced():
+    """MediaPipe's C++ core logs setup chatter (XNNPACK delegate, feedback manager) straight to
+    file descriptor 2, past Python and GLOG_minloglevel; users should see one-line messages
+    only. Used around landmarker creation and its first frame, where that chatter comes."""
+    with _stderr_lock:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, 2)
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            os.close(devnull)
+
+
 class FacialExtractor(FrameExtractor):
     name = "mediapipe-facelandmarker"
     modality = "vision"
@@ -159,7 +183,8 @@ class FacialExtractor(FrameExtractor):
             output_facial_transformation_matrixes=True,
         )
         try:
-            return vision.FaceLandmarker.create_from_options(options)
+            with native_stderr_silenced():
+                return vision.FaceLandmarker.create_from_options(options)
         except Exception as err:  # mediapipe raises RuntimeError/ValueError/OSError from C++
             reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise ModelError(f"cannot load face landmark model ({reason})", path=str(self.model_path)) from None
@@ -223,7 +248,11 @@ class FacialExtractor(FrameExtractor):
                 last_ms = stamp
                 image = mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb)
                 try:
-                    result = landmarker.detect_for_video(image, stamp)
+                    if times:
+                        result = landmarker.detect_for_video(image, stamp)
+                    else:
+                        with native_stderr_silenced():
+                            result = landmarker.detect_for_video(image, stamp)
                 except (RuntimeError, ValueError) as err:
                     raise InputError(f"face landmarker failed at {t:.2f} s ({err})", path=clip.path) from None
                 row = self._row(result, rgb.shape[1], rgb.shape[0])

@@ -36,7 +36,10 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("extraction settings")
     group.add_argument("--config", type=Path, help="JSON file with extraction settings")
     for flag, (key, kind, help_text) in CONFIG_FLAGS.items():
-        group.add_argument(flag, dest="cfg__" + key.replace(".", "__"), type=kind, help=help_text)
+        group.add_argument(
+            flag, dest="cfg__" + key.replace(".", "__"), type=kind, help=help_text,
+            metavar=key.split(".")[-1].upper(),
+        )
 
 
 def config_from_args(args: argparse.Namespace) -> ExtractConfig:
@@ -185,6 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("mmpipe: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into `head` and closed early: not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as err:  # an unexpected failure: still one line, details with --debug
         if args.debug:
             raise

@@ -45,8 +45,9 @@ class WordsConfig:
     no_speech_threshold: float = 0.6  # drop Whisper segments more likely silence than speech
     # Re-time recognised words with pocketsphinx forced alignment (exact boundaries).
     realign: bool = True
-    # Largest disagreement (s) between Whisper's and the aligner's word start that still trusts
-    # the aligner; beyond it Whisper's own timing is kept for that word.
+    # How far (s) an aligned word may fall outside Whisper's own span for that word and still be
+    # trusted; beyond it Whisper's timing is kept (Whisper's starts run early after pauses, so
+    # comparing start times directly would reject good alignments).
     realign_max_shift_s: float = 0.5
     # Pause (s) that ends an utterance when there is no sentence punctuation to split on.
     utterance_gap_s: float = 0.8

@@ -13,6 +13,7 @@ manifest, which survives restarts and needs no orchestration state.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
 import time
@@ -81,15 +82,17 @@ def content_hash(path: str | Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def feature_key(config: ExtractConfig, transcript_text: str | None) -> str:
-    """Everything that changes the features: the config, the identity of the words stage
-    (ASR model weights and settings), the extractors' versions, the transcript."""
+def feature_key(config: ExtractConfig, transcript=None) -> str:
+    """Everything that changes the features: the extraction settings, the identity of the words
+    stage (the transcript's hash, or the ASR model's weights and settings when there is none),
+    the extractors' versions. With a transcript, the recogniser's settings do not matter."""
     from pipeline.words import words_stage_id
 
+    settings = config.to_dict()
+    settings.pop("words")
     parts = [
-        config.hash(),
-        words_stage_id(config.words) if transcript_text is None else "transcript",
-        hashlib.sha256((transcript_text or "").encode()).hexdigest()[:16],
+        json.dumps(settings, sort_keys=True),
+        words_stage_id(config.words, transcript),
         __version__,
     ]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:20]
@@ -117,19 +120,14 @@ def is_up_to_date(
         meta = read_metadata(out_path)
     except Exception:  # unreadable or foreign file: recompute it
         return False
-    config = config or ExtractConfig()
-    text = _read_transcript_text(find_transcript(Path(video), transcript))
-    return meta.video.get("sha256") == content_hash(video) and meta.video.get(
-        "feature_key"
-    ) == feature_key(config, text)
-
-
-def _read_transcript_text(path: Path | None) -> str | None:
-    if path is None:
-        return None
     from pipeline.transcripts import read_transcript
 
-    return read_transcript(path).text
+    config = config or ExtractConfig()
+    path = find_transcript(Path(video), transcript)
+    script = read_transcript(path) if path else None
+    return meta.video.get("sha256") == content_hash(video) and meta.video.get(
+        "feature_key"
+    ) == feature_key(config, script)
 
 
 @lru_cache(maxsize=4)
@@ -139,7 +137,7 @@ def _extractors(config_json: str):
     from extractors.facial import FacialExtractor
     from extractors.text import make_text_extractor
 
-    config = ExtractConfig.from_dict(__import__("json").loads(config_json))
+    config = ExtractConfig.from_dict(json.loads(config_json))
     return (
         make_text_extractor(config.text),
         AcousticExtractor(config.acoustic),
@@ -148,8 +146,6 @@ def _extractors(config_json: str):
 
 
 def get_extractors(config: ExtractConfig):
-    import json
-
     return _extractors(json.dumps(config.to_dict(), sort_keys=True))
 
 
@@ -191,7 +187,7 @@ def extract_video(
     info = probe(video)
     transcript_path = find_transcript(video, transcript)
     script = read_transcript(transcript_path) if transcript_path else None
-    key = feature_key(config, script.text if script else None)
+    key = feature_key(config, script)
     if not force and out.exists():
         try:
             meta = read_metadata(out)
@@ -203,6 +199,13 @@ def extract_video(
     tick("decode", t0)
     if info.frame_count == 0 and audio is None:
         raise InputError("no video frames and no audio", str(video))
+
+    # Inputs with no speech to work on fail before any expensive stage starts.
+    silent = audio is None or is_silent(audio)
+    if audio is None and script is None:
+        raise InputError("no audio track, so no speech to transcribe (give --transcript)", str(video))
+    if silent and script is None:
+        raise NoSpeechError("no speech found (the audio is silent)", str(video))
 
     text_ex, audio_ex, face_ex = get_extractors(config)
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mmpipe-face")
@@ -220,19 +223,14 @@ def extract_video(
     try:
         # Words with timings.
         t0 = time.perf_counter()
-        silent = audio is None or is_silent(audio)
-        if audio is None and script is None:
-            raise InputError("no audio track, so no speech to transcribe (give --transcript)", str(video))
         if silent and script is not None:
             why = "no audio track" if audio is None else "audio is silent"
             warnings.append(f"{why}: transcript words spread evenly over the video, audio features imputed")
             words = spread_words(script.words, info.duration or (audio.duration if audio else 1.0))
             utterances = split_utterances(words, config.words, script)
         else:
-            if silent:
-                raise NoSpeechError("no speech found (the audio is silent)", str(video))
             try:
-                utterances = words_for(audio, config.words, script)
+                utterances = words_for(audio, config.words, script, source=str(video))
             except NoSpeechError as err:
                 raise NoSpeechError("no speech found in the audio", str(video)) from err
         if progress:

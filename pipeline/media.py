@@ -253,8 +253,11 @@ def _to_rgb(frame: av.VideoFrame, max_width: int) -> np.ndarray:
         out_w, out_h = out_h, out_w  # scale in coded orientation, then rotate
     rgb = frame.to_ndarray(format="rgb24", width=out_w, height=out_h)
     if rotation:
-        rgb = np.ascontiguousarray(np.rot90(rgb, k=rotation // 90))
-    return rgb
+        rgb = np.rot90(rgb, k=rotation // 90)
+    # PyAV pads rows to an aligned stride (e.g. width 524 -> 1572 bytes padded); consumers such
+    # as MediaPipe's mp.Image ignore strides and would read sheared garbage, so hand out a
+    # contiguous array always.
+    return np.ascontiguousarray(rgb)
 
 
 def iter_frames(path: str | os.PathLike, fps: float, max_width: int) -> Iterator[tuple[float, np.ndarray]]:

@@ -308,3 +308,12 @@ def test_corrupt_packets_raise_input_error(tmp_path):
         media.decode_audio(clip)
     with pytest.raises(InputError, match="corrupt video stream"):
         list(media.iter_frames(clip, fps=15, max_width=128))
+
+
+def test_frames_are_contiguous_even_with_padded_strides():
+    """retalking_face_5 is 524 px wide: PyAV pads its rows, and MediaPipe (which ignores numpy
+    strides) found no face in any frame until frames were made contiguous."""
+    from pipeline.media import iter_frames
+
+    frames = list(iter_frames(DATA / "videos" / "retalking_face_5.mp4", 2.0, 640))
+    assert frames and all(rgb.flags["C_CONTIGUOUS"] for _, rgb in frames)
