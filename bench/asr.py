@@ -33,11 +33,11 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from pipeline.aligner import default_aligner  # noqa: E402
-from pipeline.asr import PocketsphinxRecogniser, Transcription, WhisperRecogniser  # noqa: E402
+from pipeline.asr import FixedRecogniser, PocketsphinxRecogniser, Transcription, WhisperRecogniser  # noqa: E402
 from pipeline.config import WordsConfig  # noqa: E402
 from pipeline.media import decode_audio  # noqa: E402
 from pipeline.records import Audio, Word  # noqa: E402
-from pipeline.transcripts import normalize_text, tokenize  # noqa: E402
+from pipeline.transcripts import normalize_text, tokenize, word_edits  # noqa: E402
 from pipeline.words import words_for  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
@@ -52,15 +52,6 @@ class Item:
     name: str
     audio: Audio
     reference: str
-
-
-def edits(ref: list[str], hyp: list[str]) -> int:
-    d = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        prev, d[0] = d[0], i
-        for j, h in enumerate(hyp, 1):
-            prev, d[j] = d[j], min(d[j] + 1, d[j - 1] + 1, prev + (r != h))
-    return d[len(hyp)]
 
 
 def datasets() -> dict[str, list[Item]]:
@@ -115,17 +106,6 @@ def timing_error(words: list[Word], truth: list[tuple[str, float, float]]) -> di
     }
 
 
-class Canned:
-    def __init__(self, result: Transcription):
-        self.result = result
-
-    def recognise(self, audio: Audio) -> Transcription:
-        return self.result
-
-    def describe(self) -> str:
-        return self.result.model
-
-
 def timing_cases() -> list[tuple[str, Audio, str, list[tuple[str, float, float]]]]:
     truth16k = [tuple(x) for x in json.loads((DATA / "alignment" / "truth16k.json").read_text())]
     grid = []
@@ -170,7 +150,7 @@ def main() -> int:
                 seconds += time.perf_counter() - t0
                 audio_s += item.audio.duration
                 ref = normalize_text(item.reference)
-                n_edits += edits(ref, normalize_text(result.text))
+                n_edits += word_edits(ref, normalize_text(result.text))
                 n_ref += len(ref)
             wer_rows.setdefault(set_name, {})[label] = (n_edits / n_ref, seconds / audio_s)
             t = totals.setdefault(label, [0, 0, 0.0, 0.0])
@@ -190,7 +170,7 @@ def main() -> int:
             raw = rec.recognise(audio)
             ok = normalize_text(raw.text) == [t[0] for t in truth]
             timing_rows.append((case, f"{label}: own word times", timing_error(split_tokens(raw.words), truth) if ok else None))
-            words = [w for u in words_for(audio, cfg, recogniser=Canned(raw)) for w in u.words]
+            words = [w for u in words_for(audio, cfg, recogniser=FixedRecogniser(raw)) for w in u.words]
             timing_rows.append((case, f"{label} + realign", timing_error(split_tokens(words), truth) if ok else None))
 
     if args.json:

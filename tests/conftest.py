@@ -21,3 +21,15 @@ def data_dir() -> Path:
     if not DATA.exists():
         pytest.fail(f"test media not found at {DATA} (see ../shared/data/README.md)")
     return DATA
+
+
+@pytest.fixture(scope="module")
+def torch_one_thread():
+    """Tiny models gain nothing from intra-op threads, and on a shared 2-core box they lose 10x.
+    Modules that train or score tiny models use it (``pytestmark``); the setting is restored."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -18,6 +18,7 @@ import pytest
 from pipeline import asr
 from pipeline.asr import (
     BASE_SHA256,
+    FixedRecogniser,
     PocketsphinxRecogniser,
     TransformersRecogniser,
     Transcription,
@@ -31,32 +32,10 @@ from pipeline.config import WordsConfig
 from pipeline.errors import ModelError
 from pipeline.records import Audio
 from pipeline.transcripts import normalize_text
+from pipeline.transcripts import word_error_rate as wer
 from pipeline.words import NoSpeechError, words_for, words_stage_id
 from tests.conftest import DATA, VIDEOS
 from tests.test_aligner import JFK_TEXT, load_audio, timing_errors
-
-
-def wer(reference: str, hypothesis: str) -> float:
-    ref, hyp = normalize_text(reference), normalize_text(hypothesis)
-    d = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        prev, d[0] = d[0], i
-        for j, h in enumerate(hyp, 1):
-            prev, d[j] = d[j], min(d[j] + 1, d[j - 1] + 1, prev + (r != h))
-    return d[len(hyp)] / max(1, len(ref))
-
-
-class Canned:
-    """A recogniser that hands back a transcription made earlier (saves decoding twice)."""
-
-    def __init__(self, result: Transcription):
-        self.result = result
-
-    def recognise(self, audio: Audio) -> Transcription:
-        return self.result
-
-    def describe(self) -> str:
-        return self.result.model
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +71,7 @@ def test_realigned_word_timings_on_truth16k(whisper_base):
     audio = load_audio(DATA / "alignment" / "truth16k.wav")
     truth = [tuple(x) for x in json.loads((DATA / "alignment" / "truth16k.json").read_text())]
     raw = whisper_base.recognise(audio)
-    realigned = [w for u in words_for(audio, WordsConfig(), recogniser=Canned(raw)) for w in u.words]
+    realigned = [w for u in words_for(audio, WordsConfig(), recogniser=FixedRecogniser(raw)) for w in u.words]
     assert normalize_text(" ".join(w.text for w in realigned)) == [t[0] for t in truth]
     err = timing_errors(realigned, truth)
     raw_err = timing_errors(raw.words, truth)
@@ -316,7 +295,7 @@ def test_pocketsphinx_recogniser_on_real_speech(jfk):
     assert len(result.words) >= 10
     assert all(w.timing == "asr" and 0 <= w.start < w.end <= jfk.duration + 0.01 for w in result.words)
     assert wer(JFK_TEXT, result.text) < 0.9
-    utts = words_for(jfk, WordsConfig(asr_backend="pocketsphinx"), recogniser=Canned(result))
+    utts = words_for(jfk, WordsConfig(asr_backend="pocketsphinx"), recogniser=FixedRecogniser(result))
     # pocketsphinx's own times are already frame-exact: no realignment, same words
     assert [w for u in utts for w in u.words] == result.words
 

@@ -19,12 +19,7 @@ from mmlatch.synthetic import synthetic_schema
 DIMS = {"text": 10, "audio": 6, "vision": 4}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-import torch
 
 from pipeline.errors import InputError
 from pipeline.store import read_metadata, read_video, store_files
@@ -22,12 +21,7 @@ from mmlatch.data import load_dataset, read_labels
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def write_csd(path: Path, root: str, entries: dict[str, tuple[np.ndarray, np.ndarray]], dim_names=None) -> Path:

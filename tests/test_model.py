@@ -13,13 +13,7 @@ from mmlatch.synthetic import write_synthetic_store
 SMALL = dict(text_dim=12, audio_dim=7, vision_dim=5, hidden=16)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a shared 2-core box they lose 10x."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def inputs(b=4, t=9, seed=0, dims=(12, 7, 5)):

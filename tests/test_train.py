@@ -23,12 +23,7 @@ DIMS = {"text": 10, "audio": 6, "vision": 4}
 FAST = dict(epochs=3, hidden=8, batch_size=8, quiet=True, device="cpu")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")
