@@ -16,12 +16,14 @@ frame anew), one fresh instance per video so results never depend on the previou
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hashlib
 import importlib.util
 import os
 import sys
 import threading
+import weakref
 import zipfile
 from pathlib import Path
 
@@ -125,6 +127,12 @@ def _file_digest(path: Path) -> str:
 _stderr_lock = threading.Lock()
 
 
+def _close_at_exit(ref: "weakref.ref[FacialExtractor]") -> None:
+    extractor = ref()
+    if extractor is not None:
+        extractor.close()
+
+
 @contextlib.contextmanager
 def native_stderr_silenced():
     """MediaPipe's C++ core logs setup chatter (XNNPACK delegate, feedback manager) straight to
@@ -157,6 +165,9 @@ class FacialExtractor(FrameExtractor):
         self.version = f"1+{_file_digest(self.model_path)[:12]}"
         self._lock = threading.Lock()  # extract() may run in several threads at once
         self._spare = self._create()  # fail now, not after decoding a long video
+        # Close before interpreter shutdown: MediaPipe's own __del__ then finds its C bindings
+        # gone and prints an ignored TypeError on every exit.
+        atexit.register(_close_at_exit, weakref.ref(self))
 
     @property
     def feature_names(self) -> list[str]:

@@ -149,6 +149,18 @@ def get_extractors(config: ExtractConfig):
     return _extractors(json.dumps(config.to_dict(), sort_keys=True))
 
 
+def feature_schema(config: ExtractConfig) -> FeatureSchema:
+    """The schema of features extracted with ``config``: what a model trained on them records
+    and what every other producer of training data (the starter-model builder) must match."""
+    return FeatureSchema(
+        modalities={
+            m: ModalitySpec(ex.name, str(ex.version), ex.feature_dim, tuple(ex.feature_names))
+            for m, ex in zip(MODALITIES, get_extractors(config))
+        },
+        config_hash=config.hash(),
+    )
+
+
 def spread_words(text_words: list[str], duration: float) -> list[Word]:
     """Without usable audio, a transcript's words are laid evenly over the video so the other
     modalities still line up roughly; every timing is marked interpolated."""
@@ -276,13 +288,7 @@ def extract_video(
         pool.shutdown(wait=True, cancel_futures=True)
 
     t0 = time.perf_counter()
-    schema = FeatureSchema(
-        modalities={
-            m: ModalitySpec(ex.name, str(ex.version), ex.feature_dim, tuple(ex.feature_names))
-            for m, ex in zip(MODALITIES, (text_ex, audio_ex, face_ex))
-        },
-        config_hash=config.hash(),
-    )
+    schema = feature_schema(config)
     summary = {
         "words": len(all_words),
         "utterances": len(utterances),

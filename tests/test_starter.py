@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pipeline.extract import feature_schema
 from mmlatch.starter_data import (
     LABEL_MAPPING,
     SST_SCORE,
@@ -16,7 +17,6 @@ from mmlatch.starter_data import (
     SentenceCache,
     _pingpong,
     detokenize,
-    feature_schema,
     fill_cache,
     load_corpus,
     parse_tree,
