@@ -14,12 +14,11 @@ from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.cache_policies import NO_CACHE
 
 from flows.gpu import gpu_slot
 from flows.runtime import (
+    EXTRACTION_TASK_OPTIONS,
     make_task_runner,
-    retry_if_transient,
     runner_label,
     shared_api_for_workers,
     submit_windowed,
@@ -41,17 +40,7 @@ from pipeline.config import ExtractConfig
 WINDOW_PER_WORKER = 2  # batch task runs in flight per worker: one running, one queued
 
 
-# No Prefect result cache: whether a video is done is decided by its Parquet file (content hash
-# + feature key in the store's metadata), which survives restarts and any result-storage setup.
-@task(
-    name="extract-batch",
-    task_run_name="batch {label}",
-    retries=2,
-    retry_delay_seconds=[5, 30],
-    retry_condition_fn=retry_if_transient,
-    cache_policy=NO_CACHE,
-    persist_result=False,
-)
+@task(name="extract-batch", task_run_name="batch {label}", **EXTRACTION_TASK_OPTIONS)
 def extract_batch(
     videos: list[str], out_dir: str, config: dict, root: str, force: bool = False, label: str = ""
 ) -> list[VideoOutcome]:

@@ -5,21 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow, task
-from prefect.cache_policies import NO_CACHE
 
 from flows.gpu import gpu_slot
-from flows.runtime import retry_if_transient
+from flows.runtime import EXTRACTION_TASK_OPTIONS
 from pipeline.batch import resolve_config
 
 
-@task(
-    name="extract",
-    retries=2,
-    retry_delay_seconds=[5, 30],
-    retry_condition_fn=retry_if_transient,
-    cache_policy=NO_CACHE,
-    persist_result=False,
-)
+@task(name="extract", **EXTRACTION_TASK_OPTIONS)
 def extract_task(video: str, out_dir: str, config: dict, transcript: str | None, force: bool) -> dict[str, Any]:
     from pipeline.extract import extract_video
 

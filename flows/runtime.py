@@ -8,6 +8,7 @@ import os
 from contextlib import contextmanager
 from typing import Any, Callable, Iterable, Iterator, TypeVar
 
+from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
 
@@ -48,6 +49,18 @@ def retry_if_transient(task, task_run, state) -> bool:
     except BaseException as err:  # noqa: BLE001 - we only classify it
         return is_transient(err)
     return False
+
+
+# Options of every extraction task: retry transient errors only (twice, after 5 s and 30 s), and
+# no Prefect result cache: whether a video is done is decided by its Parquet file (content hash
+# + feature key in the store's metadata), which survives restarts and any result-storage setup.
+EXTRACTION_TASK_OPTIONS: dict[str, Any] = {
+    "retries": 2,
+    "retry_delay_seconds": [5, 30],
+    "retry_condition_fn": retry_if_transient,
+    "cache_policy": NO_CACHE,
+    "persist_result": False,
+}
 
 
 @contextmanager

@@ -333,10 +333,7 @@ def _import_sequences(seqs: dict[str, CsdSequence], out: Path, labels_out: Path,
         rows.extend(_import_video(video_id, seqs, schema, config, dataset, fold_of, out, report))
         if progress:
             progress(k + 1, len(videos))
-    _write_labels(labels_out, rows)
-    for _, _, _, split in rows:
-        report.labelled[split] = report.labelled.get(split, 0) + 1
-    return report
+    return _finish(report, labels_out, rows)
 
 
 def _import_video(video_id, seqs, schema, config, dataset, fold_of, out: Path, report: ImportReport):
@@ -398,6 +395,14 @@ def _import_video(video_id, seqs, schema, config, dataset, fold_of, out: Path, r
 
 def _config_hash(data: dict) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _finish(report, labels_out, rows):
+    """Write the labels table and count labelled utterances per split."""
+    _write_labels(labels_out, rows)
+    for _, _, _, split in rows:
+        report.labelled[split] = report.labelled.get(split, 0) + 1
+    return report
 
 
 def _write_labels(path: Path, rows: list[tuple[str, int, float, str]]) -> None:
@@ -553,7 +558,4 @@ def import_pickle(path: str | Path, out: str | Path, labels_out: str | Path, dat
         report.words += int(len(features["text"].values))
         if progress:
             progress(k + 1, len(samples))
-    _write_labels(labels_out, rows)
-    for _, _, _, split in rows:
-        report.labelled[split] = report.labelled.get(split, 0) + 1
-    return report
+    return _finish(report, labels_out, rows)
