@@ -10,3 +10,6 @@ import os as _os
 # The ephemeral/local server must not try to phone home from an offline machine (it logs an
 # error per attempt otherwise).
 _os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# The embedded (ephemeral) API gets 20 s to start by default; on a loaded 2-core machine its
+# first start (database creation, migrations) can take longer and the whole run would fail.
+_os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")

@@ -4,6 +4,7 @@ transient-only retries, resume after SIGKILL, the Dask runner, GPU slots, train 
 from __future__ import annotations
 
 import json
+import contextlib
 import os
 import shutil
 import signal
@@ -136,16 +137,19 @@ def test_killed_backfill_resumes_without_duplicates_or_torn_files(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}  # ephemeral mode
     cmd = [sys.executable, "-m", "pipeline.cli", "backfill", str(clips), "--out", str(out), "--workers", "2",
            "--face-fps", "5", "--asr-model", "tiny.en", "--quiet"]  # a process pool, killed with its workers
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = tmp_path / "killed_run.log"
+    with open(log, "wb") as log_fh:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True,
+                                stdout=log_fh, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 240
         while not (out.exists() and store_files(out)):
-            assert proc.poll() is None, "backfill exited before writing anything"
+            assert proc.poll() is None, f"backfill exited before writing anything:\n{log.read_text()[-3000:]}"
             assert time.monotonic() < deadline, "no output within 240 s"
             time.sleep(0.05)
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the run and everything it started, like a crash
+        with contextlib.suppress(ProcessLookupError):  # already gone: the assertion above says why
+            os.killpg(proc.pid, signal.SIGKILL)  # the run and everything it started, like a crash
         proc.wait(timeout=30)
     before = {p: p.stat().st_mtime_ns for p in store_files(out)}
     assert 1 <= len(before) < good, "the run was not killed half-way"
