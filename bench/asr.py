@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from pipeline.aligner import default_aligner  # noqa: E402
-from pipeline.asr import FixedRecogniser, PocketsphinxRecogniser, Transcription, WhisperRecogniser  # noqa: E402
+from pipeline.asr import FixedRecogniser, PocketsphinxRecogniser, WhisperRecogniser  # noqa: E402
 from pipeline.config import WordsConfig  # noqa: E402
 from pipeline.media import decode_audio  # noqa: E402
 from pipeline.records import Audio, Word  # noqa: E402

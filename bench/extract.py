@@ -78,7 +78,7 @@ def main() -> None:
           f"{os.cpu_count()} CPU cores, {platform.processor() or platform.machine()}")
     print(f"settings: ASR whisper {args.asr_model} int8, face sampling {args.face_fps:g} fps; model load {load_s:.1f} s (once per process)")
     print("vision runs in a thread beside words+text+audio, so stage times add up to more than the total\n")
-    head = f"| clip | media s | " + " | ".join(STAGES) + " | total s | x real time | words | face |"
+    head = "| clip | media s | " + " | ".join(STAGES) + " | total s | x real time | words | face |"
     print(head)
     print("|" + "---|" * (head.count("|") - 1))
     for name, dur, stages, total, words, face in rows:

@@ -29,7 +29,7 @@ from extractors.base import Clip
 from pipeline import __version__
 from pipeline.config import ExtractConfig
 from pipeline.errors import InputError, MmpipeError
-from pipeline.records import Audio, Utterance, Word, WordFeatures
+from pipeline.records import Word, WordFeatures
 from pipeline.schema import MODALITIES, FeatureSchema, ModalitySpec, StoreMetadata
 from pipeline.store import SUFFIX, feature_table, read_metadata, write_table
 

@@ -15,7 +15,7 @@ from pipeline.config import ExtractConfig
 from pipeline.extract import extract_video, is_up_to_date
 from pipeline.schema import MODALITIES
 from pipeline.store import read_metadata, read_video
-from tests.conftest import DATA, ROOT, SPEECH, VIDEOS
+from tests.conftest import ROOT, SPEECH, VIDEOS
 from tests.media_fixtures import mux
 
 HARVARD_TEXT = (

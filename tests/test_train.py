@@ -7,7 +7,6 @@ import shutil
 
 import numpy as np
 import pytest
-import torch
 
 from pipeline.errors import InputError, MmpipeError, ModelError
 from pipeline.store import store_files
