@@ -31,6 +31,7 @@ import numpy as np
 
 from pipeline.config import WordsConfig, cache_dir
 from pipeline.errors import ModelError
+from pipeline.files import atomic_write_json, sha256_file
 from pipeline.records import Audio, Word
 
 log = logging.getLogger(__name__)
@@ -91,59 +92,44 @@ def _samples16k(audio: Audio) -> np.ndarray:
 # Packaged Whisper weights: verification with a cached result, and the one-time join
 
 
-def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _stamp_matches(stamp: dict, path: Path, sha: str) -> bool:
     st = path.stat()
     return stamp.get("size") == st.st_size and stamp.get("mtime_ns") == st.st_mtime_ns and stamp.get("sha256") == sha
 
 
-def _write_json_atomic(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def verify_file(path: Path, expected_sha: str, label: str, cache: Path | None = None) -> None:
-    """Check a weights file against its SHA-256 once per (size, mtime); a mismatch is a ModelError.
-
-    The result is remembered in ``cache/verified.json`` so a 75 MB file is not re-hashed at
-    every start; any change to the file (size or mtime) makes it hash again.
-    """
+def remembered_sha256(path: Path, cache: Path | None = None) -> str:
+    """SHA-256 of a weights file, remembered in ``cache/verified.json`` per (size, mtime) so a
+    large file is not re-hashed at every start; any change to the file makes it hash again."""
     path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"{label} weights not found", str(path))
     store = (cache or cache_dir()) / "verified.json"
     try:
         known = json.loads(store.read_text())
     except (OSError, ValueError):
         known = {}
     key = str(path.resolve())
-    if isinstance(known.get(key), dict) and _stamp_matches(known[key], path, expected_sha):
-        return
-    actual = sha256_file(path)
+    st = path.stat()
+    entry = known.get(key)
+    if isinstance(entry, dict) and entry.get("size") == st.st_size and entry.get("mtime_ns") == st.st_mtime_ns:
+        return entry["sha256"]
+    sha = sha256_file(path)
+    known[key] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha}
+    atomic_write_json(store, known)
+    return sha
+
+
+def verify_file(path: Path, expected_sha: str, label: str, cache: Path | None = None) -> None:
+    """Check a weights file against its SHA-256 (hashed once per size and mtime); a mismatch is
+    a ModelError."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{label} weights not found", str(path))
+    actual = remembered_sha256(path, cache)
     if actual != expected_sha:
         raise ModelError(
             f"{label} weights fail the SHA-256 check (got {actual[:12]}..., expected "
             f"{expected_sha[:12]}...): reinstall the package",
             str(path),
         )
-    st = path.stat()
-    known[key] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": actual}
-    _write_json_atomic(store, known)
 
 
 def _package_dir(package: str, install_hint: str) -> Path:
@@ -188,7 +174,7 @@ def _cached_join_ok(target: Path, expected_sha: str, expected_size: int | None) 
     if sha256_file(model) != expected_sha:  # touched since the join: hash again before trusting
         return False
     st = model.stat()
-    _write_json_atomic(target / STAMP, {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": expected_sha})
+    atomic_write_json(target / STAMP, {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": expected_sha})
     return True
 
 
@@ -285,7 +271,7 @@ def resolve_whisper(model: str, cache: Path | None = None) -> WhisperWeights:
     if path.is_dir():
         if not (path / "model.bin").is_file():
             raise ModelError("not a CTranslate2 Whisper folder (no model.bin)", str(path))
-        return WhisperWeights(path.resolve(), str(path), _folder_identity(path / "model.bin", cache))
+        return WhisperWeights(path.resolve(), str(path), remembered_sha256(path / "model.bin", cache))
     looks_local = model.startswith(("/", ".", "~")) or model.count("/") > 1 or "\\" in model
     if path.exists() or looks_local:  # hub ids look like "org/name"
         raise ModelError("Whisper model folder not found", model)
@@ -300,25 +286,7 @@ def resolve_whisper(model: str, cache: Path | None = None) -> WhisperWeights:
         folder = download_model(model, cache_dir=str((cache or cache_dir()) / "hub"))
     except Exception as err:  # network, auth, unknown repo: all end the same way for a user
         raise ModelError(f"cannot download Whisper model {model!r} ({type(err).__name__}: {err})") from None
-    return WhisperWeights(Path(folder), model, _folder_identity(Path(folder) / "model.bin", cache))
-
-
-def _folder_identity(model_bin: Path, cache: Path | None) -> str:
-    """SHA-256 of a user's model.bin, remembered per (size, mtime) like the packaged ones."""
-    store = (cache or cache_dir()) / "verified.json"
-    try:
-        known = json.loads(store.read_text())
-    except (OSError, ValueError):
-        known = {}
-    key = str(model_bin.resolve())
-    st = model_bin.stat()
-    entry = known.get(key)
-    if isinstance(entry, dict) and entry.get("size") == st.st_size and entry.get("mtime_ns") == st.st_mtime_ns:
-        return entry["sha256"]
-    sha = sha256_file(model_bin)
-    known[key] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha}
-    _write_json_atomic(store, known)
-    return sha
+    return WhisperWeights(Path(folder), model, remembered_sha256(Path(folder) / "model.bin", cache))
 
 
 # --------------------------------------------------------------------------------------------
@@ -507,7 +475,7 @@ class TransformersRecogniser:
     def describe(self) -> str:
         if self._identity is None:
             weights = sorted(self.path.glob("*.safetensors")) or sorted(self.path.glob("*.bin"))
-            self._identity = _folder_identity((weights or [self.path / "config.json"])[0], None)
+            self._identity = remembered_sha256((weights or [self.path / "config.json"])[0], None)
         return f"transformers:{self.model_type}:{self.path.name}@{self._identity[:16]}:lang={self.cfg.language}"
 
     def recognise(self, audio: Audio) -> Transcription:

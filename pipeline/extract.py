@@ -29,6 +29,7 @@ from extractors.base import Clip
 from pipeline import __version__
 from pipeline.config import ExtractConfig
 from pipeline.errors import InputError, MmpipeError
+from pipeline.files import sha256_file
 from pipeline.records import Word, WordFeatures
 from pipeline.schema import MODALITIES, FeatureSchema, ModalitySpec, StoreMetadata
 from pipeline.store import SUFFIX, feature_table, read_metadata, write_table
@@ -67,19 +68,15 @@ def output_path(video: str | Path, out_dir: str | Path, root: str | Path | None 
     return Path(out_dir) / sub / f"{video_id_for(video)}{SUFFIX}"
 
 
-def content_hash(path: str | Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
+def content_hash(path: str | Path) -> str:
     try:
-        with open(path, "rb") as fh:
-            while block := fh.read(chunk):
-                digest.update(block)
+        return sha256_file(path)
     except FileNotFoundError:
         raise InputError("file not found", str(path)) from None
     except IsADirectoryError:
         raise InputError("is a directory, not a video file", str(path)) from None
     except OSError as err:
         raise InputError(f"cannot read file ({err.strerror})", str(path)) from None
-    return digest.hexdigest()
 
 
 def feature_key(config: ExtractConfig, transcript=None) -> str:

@@ -7,7 +7,6 @@ without mmpipe; this module only adds the padding/length bookkeeping the model w
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -16,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.files import atomic_write
 from pipeline.records import Utterance, WordFeatures
 from pipeline.schema import (
     METADATA_KEY,
@@ -26,29 +26,6 @@ from pipeline.schema import (
 )
 
 SUFFIX = ".parquet"
-# mkstemp makes 0600 files; published files get the usual permissions of the process umask.
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
-
-
-def atomic_write(path: str | os.PathLike, write) -> None:
-    """Call ``write(tmp_path)`` then rename into place, so readers never see a torn file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~_UMASK)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def feature_table(
     video_id: str,
     utterances: list[Utterance],
