@@ -103,6 +103,20 @@ def find_transcript(video: Path, transcript: str | Path | None) -> Path | None:
     return find_sidecar(video)
 
 
+def stored_features(out_path: Path, sha: str, key: str) -> StoreMetadata | None:
+    """Metadata of ``out_path`` when it holds features of this video content and feature key;
+    None when it is missing, unreadable, foreign or stale (then it is recomputed)."""
+    if not out_path.exists():
+        return None
+    try:
+        meta = read_metadata(out_path)
+    except Exception:
+        return None
+    if meta.video.get("sha256") == sha and meta.video.get("feature_key") == key:
+        return meta
+    return None
+
+
 def is_up_to_date(
     video: str | Path,
     out_path: str | Path,
@@ -110,21 +124,15 @@ def is_up_to_date(
     transcript: str | Path | None = None,
 ) -> bool:
     """True when ``out_path`` holds features of this exact video content and feature key."""
+    from pipeline.transcripts import read_transcript
+
     out_path = Path(out_path)
     if not out_path.exists():
         return False
-    try:
-        meta = read_metadata(out_path)
-    except Exception:  # unreadable or foreign file: recompute it
-        return False
-    from pipeline.transcripts import read_transcript
-
-    config = config or ExtractConfig()
     path = find_transcript(Path(video), transcript)
     script = read_transcript(path) if path else None
-    return meta.video.get("sha256") == content_hash(video) and meta.video.get(
-        "feature_key"
-    ) == feature_key(config, script)
+    key = feature_key(config or ExtractConfig(), script)
+    return stored_features(out_path, content_hash(video), key) is not None
 
 
 @lru_cache(maxsize=4)
@@ -197,13 +205,8 @@ def extract_video(
     transcript_path = find_transcript(video, transcript)
     script = read_transcript(transcript_path) if transcript_path else None
     key = feature_key(config, script)
-    if not force and out.exists():
-        try:
-            meta = read_metadata(out)
-            if meta.video.get("sha256") == sha and meta.video.get("feature_key") == key:
-                return ExtractResult(str(video), out, video_id_for(video), True, meta.summary)
-        except Exception:
-            pass
+    if not force and (meta := stored_features(out, sha, key)) is not None:
+        return ExtractResult(str(video), out, video_id_for(video), True, meta.summary)
     audio = decode_audio(video, config.media.sample_rate)
     tick("decode", t0)
     if info.frame_count == 0 and audio is None:
