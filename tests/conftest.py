@@ -14,6 +14,7 @@ SPEECH = DATA / "speech"
 
 os.environ.setdefault("PREFECT_HOME", str(ROOT / ".cache" / "prefect-test"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)  # Prefect makes no parents
 
 
 @pytest.fixture(scope="session")

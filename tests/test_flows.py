@@ -135,6 +135,9 @@ def test_killed_backfill_resumes_without_duplicates_or_torn_files(tmp_path):
     out = tmp_path / "features"
     good = len(GOOD) + 6
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}  # ephemeral mode
+    # Its own Prefect home, in folders that do not exist yet, as in a fresh checkout (a CI run
+    # once failed here: Prefect makes its home without parents, so its database could not open).
+    env["PREFECT_HOME"] = str(tmp_path / "fresh" / "prefect-home")
     cmd = [sys.executable, "-m", "pipeline.cli", "backfill", str(clips), "--out", str(out), "--workers", "2",
            "--face-fps", "5", "--asr-model", "tiny.en", "--quiet"]  # a process pool, killed with its workers
     log = tmp_path / "killed_run.log"
