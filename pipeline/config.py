@@ -83,6 +83,10 @@ class FacialConfig:
     model_path: str | None = None
     min_detection_confidence: float = 0.5
     max_width: int = 640  # frames are downscaled to this width before detection
+    # Landmarker instances fed alternate sampled frames, each in its own thread: one instance
+    # is single-threaded (~21 ms a frame here), so 2 use both cores of a small machine. A fixed
+    # number, not the machine's core count, so the features do not depend on where they ran.
+    streams: int = 2
 
 
 @dataclass

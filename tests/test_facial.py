@@ -128,3 +128,36 @@ def test_bad_model_paths_raise_model_error(tmp_path):
     with pytest.raises(ModelError, match="cannot load") as err:
         FacialExtractor(FacialConfig(model_path=str(junk)))
     assert str(junk) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_one_or_two_landmarker_streams_see_the_same_faces(extractor):
+    """Alternate frames go to two tracking landmarkers in parallel: same frames, same face
+    flags, and expressions within tracking noise of one landmarker seeing every frame."""
+    single = FacialExtractor(FacialConfig(streams=1))
+    try:
+        _, one = run(single, "face_noface.mov")
+    finally:
+        single.close()
+    assert extractor.config.streams == 2
+    _, two = run(extractor, "face_noface.mov")
+    np.testing.assert_array_equal(one.times, two.times)
+    np.testing.assert_array_equal(one.present, two.present)
+    both = one.present & two.present
+    assert both.sum() > 20
+    assert np.abs(one.values[both, :52] - two.values[both, :52]).mean() < 0.03
+    assert np.abs(col(one, "head_yaw_deg")[both] - col(two, "head_yaw_deg")[both]).mean() < 1.0
+
+
+def test_a_failing_landmarker_stream_stops_the_video_with_one_error(extractor, monkeypatch):
+    calls = []
+
+    def fails_on_third(self, landmarker, rgb, stamp_ms, t, path, first):
+        calls.append(stamp_ms)
+        if len(calls) == 3:
+            raise ModelError("simulated landmarker failure", path=path)
+        return None
+
+    monkeypatch.setattr(FacialExtractor, "_detect", fails_on_third)
+    with pytest.raises(ModelError, match="simulated"):
+        run(extractor, "WDA_KatieHill_000.mp4")
+    assert len(calls) < 40  # stopped soon, not after the whole video
