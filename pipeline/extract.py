@@ -3,7 +3,7 @@
 Order of work (data flows one way): probe + decode -> words with timings -> utterances ->
 text / acoustic / facial features -> word alignment -> atomic Parquet write. The facial stage
 (video decode + MediaPipe) needs no words, so it runs in a background thread beside the audio
-stages; OpenCV, MediaPipe and CTranslate2 release the GIL, so the two cores both work.
+stages; PyAV, MediaPipe and CTranslate2 release the GIL, so the two cores both work.
 
 A file is skipped when its Parquet output already records the same video content hash and the
 same feature key (extraction config, words-stage identity, transcript): the store is its own
