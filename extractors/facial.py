@@ -16,14 +16,12 @@ frame anew), one fresh instance per video so results never depend on the previou
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import hashlib
 import importlib.util
 import os
 import sys
 import threading
-import weakref
 import zipfile
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -129,12 +127,6 @@ def _file_digest(path: Path) -> str:
 _stderr_lock = threading.Lock()
 
 
-def _close_at_exit(ref: "weakref.ref[FacialExtractor]") -> None:
-    extractor = ref()
-    if extractor is not None:
-        extractor.close()
-
-
 @contextlib.contextmanager
 def native_stderr_silenced():
     """MediaPipe's C++ core logs setup chatter (XNNPACK delegate, feedback manager) straight to
@@ -167,11 +159,10 @@ class FacialExtractor(FrameExtractor):
         # The model's identity is part of the version, so feature files from another bundle are
         # told apart by the store and by checkpoints.
         self.version = f"1+{_file_digest(self.model_path)[:12]}"
-        self._lock = threading.Lock()  # extract() may run in several threads at once
-        self._spare = self._create()  # fail now, not after decoding a long video
-        # Close before interpreter shutdown: MediaPipe's own __del__ then finds its C bindings
-        # gone and prints an ignored TypeError on every exit.
-        atexit.register(_close_at_exit, weakref.ref(self))
+        # Load the model once now so a bad bundle fails here, not after decoding a long video.
+        # No landmarker is kept between videos: one left open at interpreter exit cannot be
+        # closed any more (MediaPipe's call executor is already shut down) and prints a traceback.
+        self._create().close()
 
     @property
     def feature_names(self) -> list[str]:
@@ -205,23 +196,8 @@ class FacialExtractor(FrameExtractor):
             reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise ModelError(f"cannot load face landmark model ({reason})", path=str(self.model_path)) from None
 
-    def _landmarker(self):
-        """A landmarker for one video: the one built at init the first time, then fresh ones."""
-        with self._lock:
-            spare, self._spare = self._spare, None
-        return spare if spare is not None else self._create()
-
     def close(self) -> None:
-        with self._lock:
-            spare, self._spare = self._spare, None
-        if spare is not None:
-            spare.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:
-            pass
+        """Nothing to release: landmarkers live only while a video is processed."""
 
     def _row(self, result, width: int, height: int) -> np.ndarray | None:
         """One frame's feature vector, or None when no face was found."""
@@ -291,7 +267,7 @@ class FacialExtractor(FrameExtractor):
                 progress(min(len(times), total), total)
 
         try:
-            landmarkers = [self._landmarker() for _ in range(n_streams)]
+            landmarkers = [self._create() for _ in range(n_streams)]
             last_ms = -1
             for i, (t, rgb) in enumerate(media.iter_frames(clip.path, self.config.fps, self.config.max_width)):
                 stamp = max(int(round(t * 1000.0)), last_ms + 1)  # VIDEO mode needs strictly increasing ms

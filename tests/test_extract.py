@@ -108,6 +108,21 @@ def test_no_face_keeps_rows_and_flags_vision(tmp_path):
     assert not data.imputed["audio"][0, : data.lengths[0]].all()
 
 
+def test_cli_audio_only_recording_warns_and_exits_cleanly(tmp_path):
+    """A real speech recording with no picture (its sidecar transcript sits beside it): features
+    with the face flagged missing, a one-line warning, and no traceback at interpreter exit (a
+    face model loaded but never used once printed one from MediaPipe's shut-down executor)."""
+    audio = tmp_path / "jfk.flac"
+    audio.write_bytes((SPEECH / "jfk.flac").read_bytes())
+    (tmp_path / "jfk.txt").write_text((SPEECH / "jfk.txt").read_text())
+    proc = run_cli("extract", str(audio), "--out", str(tmp_path / "out"), "--face-fps", "5")
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr, proc.stderr
+    assert "no face found" in proc.stderr
+    data = read_video(tmp_path / "out" / "jfk.parquet")
+    assert data.lengths.sum() == 22 and data.imputed["vision"][0, :22].all()
+
+
 def test_cli_extract_json_summary(harvard_face, tmp_path):
     proc = run_cli("extract", str(harvard_face), "--out", str(tmp_path), "--json", "--face-fps", "10")
     assert proc.returncode == 0, proc.stderr
