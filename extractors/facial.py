@@ -11,7 +11,9 @@ follows. ``pipeline.align`` averages ``face_present`` over all frames of a word,
 word's face coverage.
 
 The landmarker runs in VIDEO mode (it tracks the face between frames instead of searching each
-frame anew), one fresh instance per video so results never depend on the previous video.
+frame anew), fresh instances per video so results never depend on the previous video. One
+instance is single-threaded, so ``facial.streams`` instances (default 2) take alternate frames,
+each in its own thread.
 """
 
 from __future__ import annotations
