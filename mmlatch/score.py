@@ -22,13 +22,13 @@ import pyarrow.parquet as pq
 
 from pipeline.errors import InputError, ModelError
 from pipeline.schema import MODALITIES
+from pipeline.report import NEUTRAL_BAND
 from pipeline.store import atomic_write
 
 from mmlatch.checkpoint import LoadedCheckpoint, load_checkpoint
 from mmlatch.data import UtteranceData, read_feature_file
 from mmlatch.inference import predict
 
-NEUTRAL_BAND = 0.5
 TOP_DAMPED = 5
 
 

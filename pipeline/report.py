@@ -27,6 +27,8 @@ from pipeline.store import atomic_write
 MODALITY_TITLES = {"text": "text", "audio": "audio", "vision": "face"}
 MODALITY_COLOURS = {"text": "#4062bb", "audio": "#d2871e", "vision": "#8c4bb3"}
 SCORE_RANGE = 3.0
+# |score| below this is labelled neutral (mmlatch.score uses the same band for its labels).
+NEUTRAL_BAND = 0.5
 
 
 @dataclass
@@ -106,10 +108,11 @@ def diverging(value: float, vmax: float) -> str:
 
 
 def score_colour(score: float) -> str:
-    """Bars and badges: grey near neutral, saturated at the ends of the scale."""
-    if not math.isfinite(score):
+    """Bars and badges: grey across the neutral band (so a "neutral" badge never looks red or
+    green), then from a clear tint at its edge to full colour at the ends of the scale."""
+    if not math.isfinite(score) or abs(score) < NEUTRAL_BAND:
         return _mix(_WHITE, _GREY, 1)
-    t = min(abs(score) / SCORE_RANGE, 1.0)
+    t = min((abs(score) - NEUTRAL_BAND) / (SCORE_RANGE - NEUTRAL_BAND), 1.0)
     return _mix(_GREY, _POS if score > 0 else _NEG, 0.35 + 0.65 * t)
 
 

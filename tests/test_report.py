@@ -140,3 +140,20 @@ def test_report_renders_in_headless_chromium(tmp_path):
     b, g, r = (img[..., i].astype(int) for i in range(3))
     assert ((g - r > 60) & (g - b > 30)).sum() > 500
     assert ((r - g > 80) & (r - b > 60)).sum() > 500
+
+
+def test_badge_colours_follow_the_labels():
+    from pipeline.report import NEUTRAL_BAND, score_colour
+
+    def rgb(hex_colour: str) -> tuple[int, int, int]:
+        return tuple(int(hex_colour[i : i + 2], 16) for i in (1, 3, 5))
+
+    grey = score_colour(0.0)
+    assert len(set(rgb(grey))) == 1  # neutral is a true grey
+    for s in (-0.49, -0.2, 0.3, NEUTRAL_BAND - 1e-6):
+        assert score_colour(s) == grey, s
+    r, g, b = rgb(score_colour(-NEUTRAL_BAND))
+    assert r > g + 20 and r > b + 20  # negative: visibly red from the band's edge
+    r, g, b = rgb(score_colour(NEUTRAL_BAND))
+    assert g > r + 20 and g > b + 20
+    assert score_colour(3.0) == "#1a9850" and score_colour(-3.0) == "#d73027"  # full colour at the ends
