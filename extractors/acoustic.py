@@ -151,6 +151,16 @@ class AcousticExtractor(FrameExtractor):
             raise ValueError(f"acoustic.pitch must be 'yin' or 'pyin', not {self.config.pitch!r}")
         # The pitch tracker changes the meaning of the F0/voicing columns, not their names.
         self.version = f"1+{self.config.pitch}"
+        self._warm = False
+
+    def warm_up(self) -> None:
+        """Run once on a quarter second of noise. librosa's first calls in a process load its
+        compiled numba code (~3 s here); extraction does this beside speech recognition instead
+        of after it."""
+        if not self._warm:
+            noise = np.random.default_rng(0).normal(0.0, 0.05, 4000).astype(np.float32)
+            self.features(Audio(noise, 16000))
+            self._warm = True
 
     @property
     def feature_names(self) -> list[str]:

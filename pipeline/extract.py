@@ -12,6 +12,7 @@ manifest, which survives restarts and needs no orchestration state.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -27,7 +28,7 @@ import numpy as np
 
 from extractors.base import Clip
 from pipeline import __version__
-from pipeline.config import ExtractConfig
+from pipeline.config import AcousticConfig, ExtractConfig, FacialConfig, TextConfig
 from pipeline.errors import InputError, MmpipeError
 from pipeline.files import sha256_file
 from pipeline.records import Word, WordFeatures
@@ -135,23 +136,47 @@ def is_up_to_date(
     return stored_features(out_path, content_hash(video), key) is not None
 
 
+# Models load once per process per distinct section of the config, so changing, say, the face
+# sampling rate does not reload the text model.
 @lru_cache(maxsize=4)
-def _extractors(config_json: str):
-    """Models load once per process (per distinct config)."""
-    from extractors.acoustic import AcousticExtractor
-    from extractors.facial import FacialExtractor
+def _text_extractor(section_json: str):
     from extractors.text import make_text_extractor
 
-    config = ExtractConfig.from_dict(json.loads(config_json))
-    return (
-        make_text_extractor(config.text),
-        AcousticExtractor(config.acoustic),
-        FacialExtractor(config.facial),
-    )
+    return make_text_extractor(TextConfig(**json.loads(section_json)))
+
+
+@lru_cache(maxsize=4)
+def _acoustic_extractor(section_json: str):
+    from extractors.acoustic import AcousticExtractor
+
+    return AcousticExtractor(AcousticConfig(**json.loads(section_json)))
+
+
+@lru_cache(maxsize=4)
+def _facial_extractor(section_json: str):
+    from extractors.facial import FacialExtractor
+
+    return FacialExtractor(FacialConfig(**json.loads(section_json)))
+
+
+def _section(section) -> str:
+    return json.dumps(dataclasses.asdict(section), sort_keys=True)
 
 
 def get_extractors(config: ExtractConfig):
-    return _extractors(json.dumps(config.to_dict(), sort_keys=True))
+    """(text, acoustic, facial) extractors for ``config``, in MODALITIES order."""
+    return (
+        _text_extractor(_section(config.text)),
+        _acoustic_extractor(_section(config.acoustic)),
+        _facial_extractor(_section(config.facial)),
+    )
+
+
+def _load_text_and_audio(config: ExtractConfig):
+    text_ex = _text_extractor(_section(config.text))
+    audio_ex = _acoustic_extractor(_section(config.acoustic))
+    audio_ex.warm_up()
+    return text_ex, audio_ex
 
 
 def feature_schema(config: ExtractConfig) -> FeatureSchema:
@@ -219,19 +244,24 @@ def extract_video(
     if silent and script is None:
         raise NoSpeechError("no speech found (the audio is silent)", str(video))
 
-    text_ex, audio_ex, face_ex = get_extractors(config)
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mmpipe-face")
-    face_future = None
-    if info.frame_count > 0:
-        def run_face():
-            t = time.perf_counter()
-            track = face_ex.extract(
-                Clip(str(video), info, audio, []),
-                progress=(lambda d, n: progress("vision", d, n)) if progress else None,
-            )
-            return track, time.perf_counter() - t
+    # The feature models load in background threads while the words are recognised (in a new
+    # process that is seconds of imports beside seconds of native ASR); the face track, which
+    # needs no words, starts as soon as its own model is ready.
+    pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="mmpipe-models")
+    models = pool.submit(_load_text_and_audio, config)
 
-        face_future = pool.submit(run_face)
+    def run_face():
+        face_ex = _facial_extractor(_section(config.facial))
+        if info.frame_count == 0:
+            return None
+        t = time.perf_counter()
+        track = face_ex.extract(
+            Clip(str(video), info, audio, []),
+            progress=(lambda d, n: progress("vision", d, n)) if progress else None,
+        )
+        return track, time.perf_counter() - t
+
+    face_future = pool.submit(run_face)
     try:
         # Words with timings.
         t0 = time.perf_counter()
@@ -251,6 +281,7 @@ def extract_video(
         all_words = [w for u in utterances for w in u.words]
         clip = Clip(str(video), info, audio, utterances)
 
+        text_ex, audio_ex = models.result()
         t0 = time.perf_counter()
         text_values, text_flags = text_ex.extract_with_flags(clip)
         features = {"text": WordFeatures(np.asarray(text_values, np.float32), np.asarray(text_flags, bool))}
@@ -269,13 +300,14 @@ def extract_video(
             progress("audio", 1, 1)
         tick("audio", t0)
 
-        if face_future is not None:
-            face_track, face_s = face_future.result()
+        if (face_result := face_future.result()) is not None:
+            face_track, face_s = face_result
             stages["vision"] = round(face_s, 3)
             coverage = float(face_track.present.mean()) if len(face_track.present) else 0.0
         else:
             from pipeline.records import FrameFeatures
 
+            face_ex = get_extractors(config)[2]
             face_track = FrameFeatures(
                 np.zeros(0), np.zeros((0, face_ex.feature_dim), np.float32), np.zeros(0, bool),
                 face_ex.feature_names,

@@ -192,3 +192,14 @@ def test_other_containers(container, tmp_path):
     assert int(data.lengths.sum()) == 22
     idx = data.words[0].index("americans") if "americans" in data.words[0] else [w.lower().strip(",") for w in data.words[0]].index("americans")
     assert data.starts[0][idx] < 1.8
+
+
+def test_models_load_once_per_config_section():
+    """Changing the face sampling rate builds a new face extractor but reuses the loaded text
+    model and acoustic extractor (each section of the config has its own model cache)."""
+    from pipeline.extract import get_extractors
+
+    a = get_extractors(FAST)
+    b = get_extractors(FAST.with_overrides({"facial.fps": 3.0}))
+    assert a[0] is b[0] and a[1] is b[1] and a[2] is not b[2]
+    assert get_extractors(FAST)[2] is a[2]
