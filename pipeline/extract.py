@@ -17,6 +17,7 @@ import hashlib
 import json
 import logging
 import re
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -191,6 +192,10 @@ def feature_schema(config: ExtractConfig) -> FeatureSchema:
     )
 
 
+class _Abandoned(Exception):
+    """Raised inside the face thread to stop it once the video has failed elsewhere."""
+
+
 def spread_words(text_words: list[str], duration: float) -> list[Word]:
     """Without usable audio, a transcript's words are laid evenly over the video so the other
     modalities still line up roughly; every timing is marked interpolated."""
@@ -249,16 +254,20 @@ def extract_video(
     # needs no words, starts as soon as its own model is ready.
     pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="mmpipe-models")
     models = pool.submit(_load_text_and_audio, config)
+    abandoned = threading.Event()  # set when the words fail: the face track is then not needed
+
+    def face_progress(done: int, total: int) -> None:
+        if abandoned.is_set():
+            raise _Abandoned
+        if progress:
+            progress("vision", done, total)
 
     def run_face():
         face_ex = _facial_extractor(_section(config.facial))
         if info.frame_count == 0:
             return None
         t = time.perf_counter()
-        track = face_ex.extract(
-            Clip(str(video), info, audio, []),
-            progress=(lambda d, n: progress("vision", d, n)) if progress else None,
-        )
+        track = face_ex.extract(Clip(str(video), info, audio, []), progress=face_progress)
         return track, time.perf_counter() - t
 
     face_future = pool.submit(run_face)
@@ -317,6 +326,7 @@ def extract_video(
             warnings.append("no face found: facial features imputed and flagged")
         features["vision"] = pool_to_words(face_track, all_words)
     finally:
+        abandoned.set()  # after an error, stop the face track at its next progress step
         pool.shutdown(wait=True, cancel_futures=True)
 
     t0 = time.perf_counter()

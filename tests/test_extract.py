@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -203,3 +204,33 @@ def test_models_load_once_per_config_section():
     b = get_extractors(FAST.with_overrides({"facial.fps": 3.0}))
     assert a[0] is b[0] and a[1] is b[1] and a[2] is not b[2]
     assert get_extractors(FAST)[2] is a[2]
+
+
+def test_a_failed_words_stage_stops_the_face_track_early(tmp_path, monkeypatch):
+    """When recognition fails, the error comes back without waiting for the rest of the face
+    track, and no file is written."""
+    import pipeline.words as words_module
+    from extractors.facial import FacialExtractor
+    from pipeline.words import NoSpeechError
+
+    seen = []
+    real_detect = FacialExtractor._detect
+
+    def counting_detect(self, *args, **kwargs):
+        seen.append(1)
+        return real_detect(self, *args, **kwargs)
+
+    def no_words(*args, **kwargs):
+        while len(seen) < 60:  # the face track is well under way when the words fail
+            time.sleep(0.01)
+        raise NoSpeechError("nothing recognised")
+
+    monkeypatch.setattr(FacialExtractor, "_detect", counting_detect)
+    monkeypatch.setattr(words_module, "words_for", no_words)
+    # Real speech on a real 19 s face video: 285 face frames at 15 fps.
+    video = mux(VIDEOS / "WolfgangLanger_Pexels.mp4", SPEECH / "jfk.flac", tmp_path / "talk.mp4", seconds=19.0)
+    out = tmp_path / "out"
+    with pytest.raises(NoSpeechError, match="no speech found in the audio"):
+        extract_video(video, out, FAST.with_overrides({"facial.fps": 15.0}), force=True)
+    assert 60 <= len(seen) < 200
+    assert not out.exists() or not list(out.iterdir())
