@@ -221,7 +221,8 @@ def test_a_failed_words_stage_stops_the_face_track_early(tmp_path, monkeypatch):
         return real_detect(self, *args, **kwargs)
 
     def no_words(*args, **kwargs):
-        while len(seen) < 60:  # the face track is well under way when the words fail
+        deadline = time.monotonic() + 120
+        while len(seen) < 60 and time.monotonic() < deadline:  # the face track is well under way
             time.sleep(0.01)
         raise NoSpeechError("nothing recognised")
 
