@@ -4,7 +4,7 @@
 
 Table 1: word error rate and real-time factor (recognition seconds per audio second; model load
 excluded and shown apart) for pocketsphinx, Whisper tiny.en and Whisper base (int8, beam 5,
-temperature 0, VAD), all in one run on: jfk.flac, the Harvard file (list 1 sentences 1, 2, 3
+temperature 0, VAD), and base with greedy decoding (``--asr-beam 1``), all in one run on: jfk.flac, the Harvard file (list 1 sentences 1, 2, 3
 and 9, the only ones it holds), pyannote_sample.wav (its .stm), the five 8 kHz asterisk prompts
 and the eleven GRID clips. WER is computed over each set (edits / reference words) after the
 usual normalisation: lower case, no punctuation, numbers as words (``normalize_text``).
@@ -84,6 +84,7 @@ def recognisers() -> dict[str, tuple[object, float]]:
         ("pocketsphinx", lambda: PocketsphinxRecogniser(WordsConfig(asr_backend="pocketsphinx"))),
         ("whisper tiny.en", lambda: WhisperRecogniser(WordsConfig(asr_model="tiny.en"))),
         ("whisper base", lambda: WhisperRecogniser(WordsConfig(asr_model="base"))),
+        ("base greedy", lambda: WhisperRecogniser(WordsConfig(asr_model="base", beam_size=1))),
     ):
         t0 = time.perf_counter()
         rec = make()

@@ -22,6 +22,7 @@ from pipeline.errors import MmpipeError
 CONFIG_FLAGS: dict[str, tuple[str, type, str]] = {
     "--asr-backend": ("words.asr_backend", str, "recogniser when no transcript: whisper | pocketsphinx | transformers"),
     "--asr-model": ("words.asr_model", str, "Whisper model: base | tiny.en | PATH to a local model folder"),
+    "--asr-beam": ("words.beam_size", int, "Whisper beam size (5; 1 = greedy, faster)"),
     "--language": ("words.language", str, "spoken language (en), or auto to detect"),
     "--utterance-gap": ("words.utterance_gap_s", float, "pause (s) that ends an utterance"),
     "--text-backend": ("text.backend", str, "transformer | glove"),

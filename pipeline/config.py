@@ -113,7 +113,33 @@ class ExtractConfig:
             if unknown:
                 raise ValueError(f"unknown setting(s) in [{name}]: {', '.join(sorted(unknown))}")
             kwargs[name] = section_cls(**value)
-        return cls(**kwargs)
+        config = cls(**kwargs)
+        config.check()
+        return config
+
+    def check(self) -> None:
+        """Reject values no stage can work with, as one line naming the setting (the CLI shows
+        it as an error, not as a failure deep inside a model)."""
+        rules = [
+            ("media.sample_rate", self.media.sample_rate >= 8000, "at least 8000"),
+            ("words.asr_backend", self.words.asr_backend in ("whisper", "pocketsphinx", "transformers"),
+             "whisper, pocketsphinx or transformers"),
+            ("words.beam_size", self.words.beam_size >= 1, "at least 1"),
+            ("words.utterance_gap_s", self.words.utterance_gap_s > 0, "positive"),
+            ("words.max_utterance_s", self.words.max_utterance_s > 0, "positive"),
+            ("text.backend", self.text.backend in ("transformer", "glove"), "transformer or glove"),
+            ("acoustic.hop_s", self.acoustic.hop_s > 0, "positive"),
+            ("acoustic.win_s", self.acoustic.win_s > 0, "positive"),
+            ("acoustic.pitch", self.acoustic.pitch in ("yin", "pyin"), "yin or pyin"),
+            ("facial.fps", self.facial.fps > 0, "positive"),
+            ("facial.streams", self.facial.streams >= 1, "at least 1"),
+            ("facial.max_width", self.facial.max_width >= 32, "at least 32"),
+        ]
+        for key, ok, expected in rules:
+            if not ok:
+                section, _, name = key.partition(".")
+                value = getattr(getattr(self, section), name)
+                raise ValueError(f"setting {key} must be {expected}, got {value!r}")
 
     def with_overrides(self, overrides: dict[str, Any]) -> "ExtractConfig":
         """Return a copy with dotted keys replaced, e.g. ``{"facial.fps": 5}``; None is ignored."""

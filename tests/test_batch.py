@@ -133,6 +133,14 @@ def test_resolve_config_accepts_sections_dotted_keys_and_files(tmp_path):
         resolve_config({"facial.nope": 1})
     with pytest.raises(InputError, match="config file not found"):
         resolve_config(tmp_path / "missing.json")
+    # Values no stage can use are refused up front, naming the setting.
+    for bad, message in [({"facial.fps": 0}, "facial.fps must be positive"),
+                         ({"words.beam_size": 0}, "words.beam_size must be at least 1"),
+                         ({"facial": {"streams": 0}}, "facial.streams must be at least 1"),
+                         ({"acoustic.pitch": "crepe"}, "acoustic.pitch must be yin or pyin"),
+                         ({"text.backend": "word2vec"}, "text.backend must be transformer or glove")]:
+        with pytest.raises(InputError, match=message):
+            resolve_config(bad)
 
 
 def test_sweep_removes_only_old_temp_files(tmp_path):
