@@ -137,45 +137,42 @@ def is_up_to_date(
     return stored_features(out_path, content_hash(video), key) is not None
 
 
-# Models load once per process per distinct section of the config, so changing, say, the face
-# sampling rate does not reload the text model.
-@lru_cache(maxsize=4)
-def _text_extractor(section_json: str):
-    from extractors.text import make_text_extractor
-
-    return make_text_extractor(TextConfig(**json.loads(section_json)))
+# Which config section configures each modality's extractor, in MODALITIES order.
+_EXTRACTOR_SECTIONS = ("text", "acoustic", "facial")
 
 
-@lru_cache(maxsize=4)
-def _acoustic_extractor(section_json: str):
-    from extractors.acoustic import AcousticExtractor
+@lru_cache(maxsize=12)
+def _build_extractor(section: str, settings_json: str):
+    """Models load once per process per distinct config *section*, so changing, say, the face
+    sampling rate does not reload the text model."""
+    settings = json.loads(settings_json)
+    if section == "text":
+        from extractors.text import make_text_extractor
 
-    return AcousticExtractor(AcousticConfig(**json.loads(section_json)))
+        return make_text_extractor(TextConfig(**settings))
+    if section == "acoustic":
+        from extractors.acoustic import AcousticExtractor
 
-
-@lru_cache(maxsize=4)
-def _facial_extractor(section_json: str):
+        return AcousticExtractor(AcousticConfig(**settings))
     from extractors.facial import FacialExtractor
 
-    return FacialExtractor(FacialConfig(**json.loads(section_json)))
+    return FacialExtractor(FacialConfig(**settings))
 
 
-def _section(section) -> str:
-    return json.dumps(dataclasses.asdict(section), sort_keys=True)
+def extractor_for(config: ExtractConfig, section: str):
+    """The (cached) extractor configured by one section of ``config``."""
+    settings = dataclasses.asdict(getattr(config, section))
+    return _build_extractor(section, json.dumps(settings, sort_keys=True))
 
 
 def get_extractors(config: ExtractConfig):
     """(text, acoustic, facial) extractors for ``config``, in MODALITIES order."""
-    return (
-        _text_extractor(_section(config.text)),
-        _acoustic_extractor(_section(config.acoustic)),
-        _facial_extractor(_section(config.facial)),
-    )
+    return tuple(extractor_for(config, section) for section in _EXTRACTOR_SECTIONS)
 
 
 def _load_text_and_audio(config: ExtractConfig):
-    text_ex = _text_extractor(_section(config.text))
-    audio_ex = _acoustic_extractor(_section(config.acoustic))
+    text_ex = extractor_for(config, "text")
+    audio_ex = extractor_for(config, "acoustic")
     audio_ex.warm_up()
     return text_ex, audio_ex
 
@@ -263,7 +260,7 @@ def extract_video(
             progress("vision", done, total)
 
     def run_face():
-        face_ex = _facial_extractor(_section(config.facial))
+        face_ex = extractor_for(config, "facial")
         if info.frame_count == 0:
             return None
         t = time.perf_counter()
@@ -316,7 +313,7 @@ def extract_video(
         else:
             from pipeline.records import FrameFeatures
 
-            face_ex = get_extractors(config)[2]
+            face_ex = extractor_for(config, "facial")
             face_track = FrameFeatures(
                 np.zeros(0), np.zeros((0, face_ex.feature_dim), np.float32), np.zeros(0, bool),
                 face_ex.feature_names,
