@@ -147,8 +147,6 @@ class AcousticExtractor(FrameExtractor):
 
     def __init__(self, config: AcousticConfig | None = None):
         self.config = config or AcousticConfig()
-        if self.config.pitch not in ("yin", "pyin"):
-            raise ValueError(f"acoustic.pitch must be 'yin' or 'pyin', not {self.config.pitch!r}")
         # The pitch tracker changes the meaning of the F0/voicing columns, not their names.
         self.version = f"1+{self.config.pitch}"
         self._warm = False

@@ -153,10 +153,6 @@ class FacialExtractor(FrameExtractor):
 
     def __init__(self, config: FacialConfig | None = None):
         self.config = config or FacialConfig()
-        if self.config.fps <= 0:
-            raise ValueError(f"facial.fps must be positive, got {self.config.fps}")
-        if self.config.streams < 1:
-            raise ValueError(f"facial.streams must be at least 1, got {self.config.streams}")
         self.model_path = resolve_model(self.config.model_path)
         # The model's identity is part of the version, so feature files from another bundle are
         # told apart by the store and by checkpoints.

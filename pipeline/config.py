@@ -26,9 +26,21 @@ def cache_dir() -> Path:
     return path
 
 
+def _require(section: str, settings: object, rules: list[tuple[str, bool, str]]) -> None:
+    """Reject values no stage can work with, as one line naming the setting (the CLI shows it as
+    an error, not as a failure deep inside a model). Runs whenever a section is built, so
+    library callers and extractors get the same check as the CLI."""
+    for name, ok, expected in rules:
+        if not ok:
+            raise ValueError(f"setting {section}.{name} must be {expected}, got {getattr(settings, name)!r}")
+
+
 @dataclass
 class MediaConfig:
     sample_rate: int = 16000  # audio is resampled to this, mono float32
+
+    def __post_init__(self) -> None:
+        _require("media", self, [("sample_rate", self.sample_rate >= 8000, "at least 8000")])
 
 
 @dataclass
@@ -54,6 +66,13 @@ class WordsConfig:
     # Longest utterance (s) before it is split at its longest internal pause.
     max_utterance_s: float = 20.0
 
+    def __post_init__(self) -> None:
+        _require("words", self, [
+            ("beam_size", self.beam_size >= 1, "at least 1"),
+            ("utterance_gap_s", self.utterance_gap_s > 0, "positive"),
+            ("max_utterance_s", self.max_utterance_s > 0, "positive"),
+        ])
+
 
 @dataclass
 class TextConfig:
@@ -75,6 +94,13 @@ class AcousticConfig:
     fmin: float = 65.0
     fmax: float = 500.0
 
+    def __post_init__(self) -> None:
+        _require("acoustic", self, [
+            ("hop_s", self.hop_s > 0, "positive"),
+            ("win_s", self.win_s > 0, "positive"),
+            ("pitch", self.pitch in ("yin", "pyin"), "yin or pyin"),
+        ])
+
 
 @dataclass
 class FacialConfig:
@@ -87,6 +113,13 @@ class FacialConfig:
     # is single-threaded (~21 ms a frame here), so 2 use both cores of a small machine. A fixed
     # number, not the machine's core count, so the features do not depend on where they ran.
     streams: int = 2
+
+    def __post_init__(self) -> None:
+        _require("facial", self, [
+            ("fps", self.fps > 0, "positive"),
+            ("streams", self.streams >= 1, "at least 1"),
+            ("max_width", self.max_width >= 32, "at least 32"),
+        ])
 
 
 @dataclass
@@ -118,28 +151,12 @@ class ExtractConfig:
         return config
 
     def check(self) -> None:
-        """Reject values no stage can work with, as one line naming the setting (the CLI shows
-        it as an error, not as a failure deep inside a model)."""
-        rules = [
-            ("media.sample_rate", self.media.sample_rate >= 8000, "at least 8000"),
-            ("words.asr_backend", self.words.asr_backend in ("whisper", "pocketsphinx", "transformers"),
-             "whisper, pocketsphinx or transformers"),
-            ("words.beam_size", self.words.beam_size >= 1, "at least 1"),
-            ("words.utterance_gap_s", self.words.utterance_gap_s > 0, "positive"),
-            ("words.max_utterance_s", self.words.max_utterance_s > 0, "positive"),
-            ("text.backend", self.text.backend in ("transformer", "glove"), "transformer or glove"),
-            ("acoustic.hop_s", self.acoustic.hop_s > 0, "positive"),
-            ("acoustic.win_s", self.acoustic.win_s > 0, "positive"),
-            ("acoustic.pitch", self.acoustic.pitch in ("yin", "pyin"), "yin or pyin"),
-            ("facial.fps", self.facial.fps > 0, "positive"),
-            ("facial.streams", self.facial.streams >= 1, "at least 1"),
-            ("facial.max_width", self.facial.max_width >= 32, "at least 32"),
-        ]
-        for key, ok, expected in rules:
-            if not ok:
-                section, _, name = key.partition(".")
-                value = getattr(getattr(self, section), name)
-                raise ValueError(f"setting {key} must be {expected}, got {value!r}")
+        """The backend names, up front: the sections take any name (each backend's factory
+        reports an unknown one when it is built), but from the CLI the mistake should show before
+        any video is decoded."""
+        _require("words", self.words, [("asr_backend", self.words.asr_backend in ("whisper", "pocketsphinx", "transformers"),
+                                        "whisper, pocketsphinx or transformers")])
+        _require("text", self.text, [("backend", self.text.backend in ("transformer", "glove"), "transformer or glove")])
 
     def with_overrides(self, overrides: dict[str, Any]) -> "ExtractConfig":
         """Return a copy with dotted keys replaced, e.g. ``{"facial.fps": 5}``; None is ignored."""
