@@ -194,9 +194,6 @@ class FacialExtractor(FrameExtractor):
             reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise ModelError(f"cannot load face landmark model ({reason})", path=str(self.model_path)) from None
 
-    def close(self) -> None:
-        """Nothing to release: landmarkers live only while a video is processed."""
-
     def _row(self, result, width: int, height: int) -> np.ndarray | None:
         """One frame's feature vector, or None when no face was found."""
         if not result.face_landmarks:

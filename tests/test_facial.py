@@ -17,9 +17,7 @@ from tests.conftest import SPEECH, VIDEOS
 
 @pytest.fixture(scope="module")
 def extractor() -> FacialExtractor:
-    ex = FacialExtractor()
-    yield ex
-    ex.close()
+    return FacialExtractor()
 
 
 def run(extractor: FacialExtractor, name: str):
@@ -133,11 +131,7 @@ def test_bad_model_paths_raise_model_error(tmp_path):
 def test_one_or_two_landmarker_streams_see_the_same_faces(extractor):
     """Alternate frames go to two tracking landmarkers in parallel: same frames, same face
     flags, and expressions within tracking noise of one landmarker seeing every frame."""
-    single = FacialExtractor(FacialConfig(streams=1))
-    try:
-        _, one = run(single, "face_noface.mov")
-    finally:
-        single.close()
+    _, one = run(FacialExtractor(FacialConfig(streams=1)), "face_noface.mov")
     assert extractor.config.streams == 2
     _, two = run(extractor, "face_noface.mov")
     np.testing.assert_array_equal(one.times, two.times)
