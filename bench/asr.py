@@ -4,8 +4,8 @@
 
 Table 1: word error rate and real-time factor (recognition seconds per audio second; model load
 excluded and shown apart) for pocketsphinx, Whisper tiny.en and Whisper base (int8, beam 5,
-temperature 0, VAD), and base with greedy decoding (``--asr-beam 1``), all in one run on: jfk.flac, the Harvard file (list 1 sentences 1, 2, 3
-and 9, the only ones it holds), pyannote_sample.wav (its .stm), the five 8 kHz asterisk prompts
+temperature 0, VAD), and base with greedy decoding (``--asr-beam 1``), all in one run on:
+jfk.flac, the Harvard file (list 1 sentences 1, 2, 3 and 9, the only ones it holds), pyannote_sample.wav (its .stm), the five 8 kHz asterisk prompts
 and the eleven GRID clips. WER is computed over each set (edits / reference words) after the
 usual normalisation: lower case, no punctuation, numbers as words (``normalize_text``).
 

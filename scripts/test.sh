@@ -5,7 +5,6 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh || exit 1
 . .venv/bin/activate
 export PREFECT_HOME="$PWD/.cache/prefect-test"
-mkdir -p "$PREFECT_HOME"  # Prefect creates its home without parents
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 python -m pytest "$@"
 rc=$?
