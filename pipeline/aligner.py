@@ -231,8 +231,16 @@ class _Signal:
         return (self.clean,) if self.robust is self.clean else (self.clean, self.robust)
 
 
+# pocketsphinx's dither noise comes from one random generator shared by every decoder of the
+# process and re-seeded when a decoder is created, and a decoder's cepstral mean adapts from one
+# utterance to the next. So every alignment (and recognition) creates its own decoders and runs
+# alone: the same audio then gives the same timings whatever the process did before.
+DECODER_LOCK = threading.Lock()
+
+
 class PocketsphinxAligner:
-    """Holds one pocketsphinx decoder (not thread-safe, so calls are serialised)."""
+    """Forced alignment with pocketsphinx; every ``align`` call starts from fresh decoders (see
+    ``DECODER_LOCK``), so its result never depends on earlier calls."""
 
     name = "pocketsphinx-align"
 
@@ -241,8 +249,8 @@ class PocketsphinxAligner:
         self.chunk_s = chunk_s
         self._decoder = None
         self._wide = None
-        self._lock = threading.Lock()
-        self._added: dict[str, str] = {}
+        self._lock = DECODER_LOCK
+        self._added: dict[str, str] = {}  # made-up pronunciations (a function of the word only)
 
     @property
     def version(self) -> str:
@@ -272,6 +280,11 @@ class PocketsphinxAligner:
                 self._wide.add_word(word, phones, True)
         return self._wide
 
+    def _fresh_decoders(self) -> None:
+        """Forget the decoders of earlier calls: their adapted state would shift timings."""
+        self._decoder = None
+        self._wide = None
+
     # -- pronunciations ------------------------------------------------------------------------
 
     def pronunciation(self, word: str) -> str:
@@ -284,7 +297,8 @@ class PocketsphinxAligner:
         known = dec.lookup_word(word)
         if known:
             return known
-        if word in self._added:
+        if word in self._added:  # made up in an earlier call: teach this call's decoder
+            dec.add_word(word, self._added[word], True)
             return self._added[word]
         letters = re.sub(r"[^a-z]", "", word)
         if letters and not (set(letters) & _VOWELS) and len(letters) <= 6:
@@ -317,6 +331,7 @@ class PocketsphinxAligner:
             return []
         sig = _Signal.of(to_pcm16(audio), self.COMFORT_NOISE)
         with self._lock:
+            self._fresh_decoders()
             for tok in tokens:
                 for form in tok.forms:
                     for w in form:

@@ -29,6 +29,7 @@ from typing import Iterator, Protocol, runtime_checkable
 
 import numpy as np
 
+from pipeline.aligner import DECODER_LOCK, FRAME, frame_energy_db, to_pcm16
 from pipeline.config import WordsConfig, cache_dir
 from pipeline.errors import ModelError
 from pipeline.files import atomic_write_json, sha256_file
@@ -386,12 +387,13 @@ class WhisperRecogniser:
 
 
 class PocketsphinxRecogniser:
-    """pocketsphinx's own US-English language model: small and quick, far less accurate."""
+    """pocketsphinx's own US-English language model: small and quick, far less accurate.
+
+    Each recognition loads a fresh decoder (~0.4 s): a reused one would carry its adapted
+    cepstral mean and its dither noise over from the previous audio (see ``DECODER_LOCK``)."""
 
     def __init__(self, cfg: WordsConfig | None = None):
         self.cfg = cfg or WordsConfig()
-        self._lock = threading.Lock()
-        self.decoder = _cached_model(("pocketsphinx-lm",), self._load)
 
     @staticmethod
     def _load():
@@ -405,13 +407,11 @@ class PocketsphinxRecogniser:
         return f"pocketsphinx-{version('pocketsphinx')}:en-us"
 
     def recognise(self, audio: Audio) -> Transcription:
-        from pipeline.aligner import FRAME, frame_energy_db, to_pcm16
-
         pcm = to_pcm16(audio)
         energy = frame_energy_db(pcm)
         segments: list[Segment] = []
-        with self._lock:
-            dec = self.decoder
+        with DECODER_LOCK:
+            dec = self._load()
             for lo, hi in _speech_regions(energy):
                 dec.start_utt()
                 dec.process_raw(pcm[lo * FRAME : hi * FRAME].tobytes(), full_utt=True)

@@ -26,6 +26,28 @@ from pipeline.schema import (
 )
 
 SUFFIX = ".parquet"
+
+
+def check_word_times(words: list[str], starts: np.ndarray, ends: np.ndarray) -> None:
+    """The store's timing invariant, checked on every file written: finite times, every word
+    ends no earlier than it starts, and within a video (rows in utterance then word order) no
+    word starts before the one before it. A reader may then cut a video by time, or join words
+    to frames with a sorted search, without re-sorting or second-guessing the rows."""
+    if not (np.isfinite(starts).all() and np.isfinite(ends).all()):
+        raise ValueError("word times contain non-finite values")
+    if len(starts) == 0:
+        return
+    if (bad := np.flatnonzero(ends < starts)).size:
+        i = int(bad[0])
+        raise ValueError(f"word {i} ({words[i]!r}) ends at {ends[i]:.3f} s, before it starts at {starts[i]:.3f} s")
+    if (back := np.flatnonzero(np.diff(starts) < 0)).size:
+        i = int(back[0]) + 1
+        raise ValueError(
+            f"word times go backwards: word {i} ({words[i]!r}) starts at {starts[i]:.3f} s, before "
+            f"word {i - 1} ({words[i - 1]!r}) at {starts[i - 1]:.3f} s"
+        )
+
+
 def feature_table(
     video_id: str,
     utterances: list[Utterance],
@@ -37,8 +59,7 @@ def feature_table(
     n = len(words)
     schema = arrow_schema(meta)
     times = np.array([(w.start, w.end) for _, _, w in words], float).reshape(-1, 2)
-    if not np.isfinite(times).all():
-        raise ValueError("word times contain non-finite values")
+    check_word_times([w.text for _, _, w in words], times[:, 0], times[:, 1])
     columns: dict[str, pa.Array] = {
         "video_id": pa.array([video_id] * n, pa.string()),
         "utterance_id": pa.array([u for u, _, _ in words], pa.int32()),

@@ -13,6 +13,7 @@ may turn into "no words" with a warning instead of a failure.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 import logging
@@ -78,7 +79,7 @@ def words_for(
 def _from_transcript(audio: Audio, cfg: WordsConfig, transcript: Transcript) -> list[Utterance]:
     tokens = transcript.tokens()
     anchors = _cue_anchors(transcript, tokens)
-    words = default_aligner().align(audio, tokens, anchors or None)
+    words = in_time_order(default_aligner().align(audio, tokens, anchors or None))
     sentence_ends = [t.sentence_end for t in tokens]
     # Subtitle cues often break mid-sentence: use them only when the text has no punctuation.
     cue_ends = None
@@ -136,8 +137,7 @@ def _from_recognition(audio: Audio, cfg: WordsConfig, transcription: Transcripti
         raise NoSpeechError("no speech found: the recogniser heard no words")
     words = [it.asr for it in items]
     realign = cfg.realign and not transcription.model.startswith("pocketsphinx") and transcription.language == "en"
-    if realign:
-        words = _realign(audio, cfg, items)
+    words = _realign(audio, cfg, items) if realign else in_time_order(words)
     sentence_ends = [it.token.sentence_end for it in items]
     segment_ends = [i + 1 == len(items) or items[i + 1].segment != it.segment for i, it in enumerate(items)]
     return split_utterances(words, cfg, sentence_ends, segment_ends)
@@ -164,7 +164,7 @@ def _realign(audio: Audio, cfg: WordsConfig, items: list[_AsrToken]) -> list[Wor
             kept += 1
     if kept:
         log.info("realign: kept the recogniser's timing for %d of %d words", kept, len(out))
-    return _no_overlaps(out)
+    return _fit_between_aligned(out)
 
 
 def _disagreement(asr: Word, aligned: Word) -> float:
@@ -174,14 +174,40 @@ def _disagreement(asr: Word, aligned: Word) -> float:
     return max(0.0, asr.start - aligned.start, aligned.end - asr.end)
 
 
-def _no_overlaps(words: list[Word]) -> list[Word]:
-    """Where a kept ASR timing overlaps an aligned neighbour, end the earlier word where the next
-    begins (words stay in order and never run into each other)."""
+def _fit_between_aligned(words: list[Word]) -> list[Word]:
+    """Place every word that kept the recogniser's timing inside the gap its aligned neighbours
+    leave. Whisper's times run early after pauses, so a kept word can start before the aligned
+    word in front of it ("and" aligned 1.92-2.02 s, then "heaven" from Whisper 1.62-1.98 s);
+    the aligned times are the exact ones, so the kept word yields: it is clamped to start no
+    earlier than the previous aligned word ends and to end no later than the next one starts."""
     out = list(words)
-    for i in range(1, len(out)):
-        prev, cur = out[i - 1], out[i]
-        if prev.end > cur.start and prev.start < cur.start:
-            out[i - 1] = Word(prev.text, prev.start, cur.start, prev.timing, prev.confidence)
+    aligned = [i for i, w in enumerate(out) if w.timing == "aligned"]
+    for i, w in enumerate(out):
+        if w.timing == "aligned":
+            continue
+        k = bisect.bisect(aligned, i)  # aligned[k - 1] < i < aligned[k]
+        lo = out[aligned[k - 1]].end if k > 0 else -np.inf
+        hi = out[aligned[k]].start if k < len(aligned) else np.inf
+        if hi < lo:
+            hi = lo
+        start = float(np.clip(w.start, lo, hi))
+        end = float(np.clip(max(w.end, start), start, hi))
+        out[i] = Word(w.text, start, end, w.timing, w.confidence)
+    return in_time_order(out)
+
+
+def in_time_order(words: list[Word]) -> list[Word]:
+    """The store's invariant for any word list, whatever produced it: starts never decrease and
+    no word ends before it starts (a word that would start before its predecessor starts with
+    it instead; an earlier word that runs into the next one ends where the next begins)."""
+    out: list[Word] = []
+    for w in words:
+        start = max(w.start, out[-1].start) if out else w.start
+        end = max(w.end, start)
+        if out and out[-1].end > start and out[-1].start < start:
+            prev = out[-1]
+            out[-1] = Word(prev.text, prev.start, start, prev.timing, prev.confidence)
+        out.append(w if (start, end) == (w.start, w.end) else Word(w.text, start, end, w.timing, w.confidence))
     return out
 
 
