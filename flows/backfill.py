@@ -26,6 +26,7 @@ from flows.runtime import (
 from pipeline.batch import (
     BackfillReport,
     VideoOutcome,
+    claim_outputs,
     discover_videos,
     make_batches,
     outcomes_for_lost_batch,
@@ -36,6 +37,7 @@ from pipeline.batch import (
     write_failures_log,
 )
 from pipeline.config import ExtractConfig
+from pipeline.files import writable_folder
 
 WINDOW_PER_WORKER = 2  # batch task runs in flight per worker: one running, one queued
 
@@ -51,6 +53,8 @@ def extract_batch(
     for o in outcomes:
         if o.failure is not None:
             logger.warning("%s failed: %s", Path(o.video).name, o.failure.message)
+        elif o.status == "elsewhere":
+            logger.info("%s is being extracted by another run; left to it", Path(o.video).name)
         else:
             logger.info("%s %s in %.1fs", Path(o.video).name, o.status, o.seconds)
     return outcomes
@@ -77,10 +81,12 @@ def backfill_flow(
     t0 = time.perf_counter()
     cfg = resolve_config(config)
     videos = discover_videos(input_dir, patterns, exclude=[out_dir])
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    writable_folder(out_dir)
     sweep_stale_temp_files(out_dir)
+    videos, clashing = claim_outputs(videos, out_dir, input_dir)
     batches = make_batches([str(v) for v in videos], batch_size or plan_batch_size(len(videos), workers))
-    report = BackfillReport(str(input_dir), str(out_dir), workers=workers, runner=runner_label(workers, dask))
+    report = BackfillReport(str(input_dir), str(out_dir), workers=workers, runner=runner_label(workers, dask),
+                            outcomes=clashing)
     logger.info("%d videos in %d batches on %s", len(videos), len(batches), report.runner)
 
     if batches:
@@ -103,7 +109,7 @@ def backfill_flow(
                 except Exception as err:  # retries used up or a worker died: record, go on
                     outcomes = outcomes_for_lost_batch(batch, err)
                 report.outcomes.extend(outcomes)
-                logger.info("batch %d/%d finished (%d/%d videos)", n, len(batches), len(report.outcomes), len(videos))
+                logger.info("batch %d/%d finished (%d/%d videos)", n, len(batches), len(report.outcomes), len(videos) + len(clashing))
 
     report.wall_s = time.perf_counter() - t0
     log_path = write_failures_log(report)

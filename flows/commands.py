@@ -99,9 +99,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        print(f"{result['videos']} videos: {result['done']} extracted, {result['skipped']} up to date, "
-              f"{result['failed']} failed in {result['wall_s']:.1f}s "
-              f"({result['videos_per_min']:.1f} videos/min, {result['realtime_factor']:.2f}x real time)")
+        print(result["summary"])
         if result["failures"]:
             print(format_failures([Failure(**f) for f in result["failures"]]))
         print(f"features: {result['out_dir']}  (failures log: {os.path.join(result['out_dir'], FAILURES_LOG)})")

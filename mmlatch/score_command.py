@@ -27,7 +27,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from pipeline.config import ExtractConfig, cache_dir
-from pipeline.errors import InputError, MmpipeError, ModelError
+from pipeline.errors import InputError, MmpipeError, ModelError, OutputError
+from pipeline.files import writable_folder
+from pipeline.names import video_name
 
 if TYPE_CHECKING:  # heavy imports (torch) stay out of ``mmpipe --help``
     from mmlatch.checkpoint import LoadedCheckpoint
@@ -59,30 +61,27 @@ def default_features_dir() -> Path:
     return cache_dir() / "features"
 
 
-def expand_inputs(inputs: Sequence[str | Path], exclude: Sequence[Path] = ()) -> list[tuple[Path, Path | None]]:
-    """Files and folders -> (video, root) pairs. A folder contributes its videos (recursively;
-    ``root`` keeps their sub-folders apart in the feature cache); anything else is passed through
-    as given, so a missing or unreadable file is reported by extraction like in ``mmpipe extract``.
-    Duplicates (same resolved path) are dropped."""
+def expand_inputs(inputs: Sequence[str | Path], exclude: Sequence[Path] = ()) -> list[Path]:
+    """Files and folders -> videos. A folder contributes its videos (recursively); anything else
+    is passed through as given, so a missing or unreadable file is reported by extraction like
+    in ``mmpipe extract``. Duplicates (same resolved path) are dropped."""
     from pipeline.batch import discover_videos
 
-    out: list[tuple[Path, Path | None]] = []
+    out: list[Path] = []
     seen: set[Path] = set()
     for item in inputs:
         path = Path(item)
-        pairs: list[tuple[Path, Path | None]]
         if path.is_dir():
             found = discover_videos(path, exclude=exclude)
             if not found:
                 raise InputError("folder holds no video files", str(path))
-            pairs = [(v, path) for v in found]
         else:
-            pairs = [(path, None)]
-        for video, root in pairs:
+            found = [path]
+        for video in found:
             key = video.resolve()
             if key not in seen:
                 seen.add(key)
-                out.append((video, root))
+                out.append(video)
     return out
 
 
@@ -93,10 +92,18 @@ def videos_output_path(out: str | Path) -> Path:
     return out.with_name(f"{out.stem}.videos{out.suffix}")
 
 
-def check_output_path(out: str | Path | None) -> None:
-    """Fail before any extraction when the results could not be written anyway."""
-    if out is not None and Path(out).suffix.lower() not in OUTPUT_SUFFIXES:
-        raise InputError("output must end in .parquet or .csv", str(out))
+def check_output_path(out: str | Path | None, suffixes: Sequence[str] = OUTPUT_SUFFIXES,
+                      kind: str = "output") -> None:
+    """Fail before any extraction when the results could not be written anyway: a wrong suffix,
+    a folder where the file should go, or a folder that cannot be written."""
+    if out is None:
+        return
+    out = Path(out)
+    if out.suffix.lower() not in suffixes:
+        raise InputError(f"{kind} must end in {' or '.join(suffixes)}", str(out))
+    if out.is_dir():
+        raise OutputError("is a folder, not a file", str(out))
+    writable_folder(out.parent)
 
 
 # ---------------------------------------------------------------------------- explanations
@@ -246,14 +253,15 @@ def modality_warnings(feature_file: Path) -> list[str]:
     return out
 
 
-def _extract_one(video: Path, root: Path | None, features_dir: Path, config: ExtractConfig,
+def _extract_one(video: Path, features_dir: Path, config: ExtractConfig,
                  transcript: str | Path | None, progress_for: ProgressFactory | None, force: bool):
     from contextlib import nullcontext
 
     from pipeline.extract import extract_video
 
     with (progress_for(video) if progress_for else nullcontext(None)) as progress:
-        return extract_video(video, features_dir, config, transcript, progress=progress, force=force, root=root)
+        return extract_video(video, features_dir, config, transcript, progress=progress, force=force,
+                             by_content=True)
 
 
 def score_videos(
@@ -277,7 +285,6 @@ def score_videos(
     """
     from mmlatch.checkpoint import load_checkpoint
     from mmlatch.score import score_files
-    from pipeline.extract import video_id_for
     from pipeline.store import read_metadata
 
     config = config or ExtractConfig()
@@ -286,16 +293,16 @@ def score_videos(
     t0 = time.perf_counter()
     loaded = load_checkpoint(checkpoint if checkpoint is not None else default_checkpoint(), device=device)
     timings["load_checkpoint"] = time.perf_counter() - t0
-    pairs = expand_inputs(videos, exclude=[features_dir])
-    if transcript is not None and len(pairs) > 1:
+    inputs = expand_inputs(videos, exclude=[features_dir])
+    if transcript is not None and len(inputs) > 1:
         raise InputError("--transcript applies to one video; use sidecar files for several")
-    single = len(pairs) == 1
+    single = len(inputs) == 1
 
     outcomes: list[VideoScore] = []
     seen_ids: dict[str, str] = {}
     t0 = time.perf_counter()
-    for video, root in pairs:
-        outcome = VideoScore(str(video), video_id_for(video))
+    for video in inputs:
+        outcome = VideoScore(str(video), video_name(video))
         outcomes.append(outcome)
         try:
             # Results are keyed by video id (the file stem): a second video with the same stem
@@ -305,7 +312,7 @@ def score_videos(
                     f"has the same file name (video id {outcome.video_id!r}) as {seen_ids[outcome.video_id]}; "
                     "score it in a separate run", str(video))
             seen_ids[outcome.video_id] = str(video)
-            result = _extract_one(video, root, features_dir, config, transcript, progress_for, force)
+            result = _extract_one(video, features_dir, config, transcript, progress_for, force)
             outcome.features = result.output
             outcome.extraction = {"cached": result.skipped, **{
                 k: result.summary[k] for k in ("stages_s", "total_s", "duration_s") if k in result.summary}}
@@ -496,10 +503,9 @@ def cmd_score(args: argparse.Namespace) -> int:
 
     config = config_from_args(args)
     check_output_path(args.out)
+    check_output_path(args.report, (".html", ".htm"), kind="report")
     if args.batch_size < 1:
         raise InputError(f"--batch-size must be at least 1, got {args.batch_size}")
-    if args.report is not None and Path(args.report).suffix.lower() not in (".html", ".htm"):
-        raise InputError("report must end in .html", str(args.report))
     show_progress = None if not args.json else False
 
     def on_failure(outcome: VideoScore) -> None:

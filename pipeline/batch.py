@@ -25,15 +25,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
+from pipeline.claims import ClaimedElsewhere
 from pipeline.config import ExtractConfig
-from pipeline.errors import InputError, MmpipeError
+from pipeline.errors import InputError, MmpipeError, OutputError
+from pipeline.files import writable_folder
+from pipeline.names import VIDEO_EXTENSIONS, output_path, shared_outputs, video_names
 from pipeline.store import atomic_write
 
-# Container formats ffmpeg/PyAV read that people keep talking-head recordings in.
-VIDEO_EXTENSIONS = frozenset(
-    {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts",
-     ".flv", ".wmv", ".3gp", ".ogv"}
-)
 FAILURES_LOG = "failures.json"
 MAX_BATCH_SIZE = 16  # videos per task: big enough to amortise task overhead, small enough to balance
 BATCHES_PER_WORKER = 4  # aim for this many batches per worker so stragglers even out
@@ -101,6 +99,24 @@ def _selected(name: str, rel: str, patterns: Sequence[str] | None) -> bool:
     return False
 
 
+def claim_outputs(
+    videos: Sequence[Path], out_dir: str | os.PathLike, root: str | os.PathLike | None
+) -> tuple[list[Path], list["VideoOutcome"]]:
+    """Split ``videos`` into those with an output file of their own and those that would share
+    one with another input (recorded as failures before any work: nothing is overwritten)."""
+    names = video_names(videos)
+    outputs = {v: output_path(v, out_dir, root, names[v]) for v in videos}
+    clashing: list[VideoOutcome] = []
+    for out, group in shared_outputs(outputs):
+        for video in group:
+            others = ", ".join(str(v) for v in group if v != video)
+            err = OutputError(f"would write the same file {out} as {others}; give them separate output folders",
+                              str(video))
+            clashing.append(VideoOutcome(str(video), "failed", failure=Failure.from_exception(video, err)))
+    taken = {Path(o.video) for o in clashing}
+    return [v for v in videos if v not in taken], clashing
+
+
 def plan_batch_size(n_items: int, workers: int, max_size: int = MAX_BATCH_SIZE) -> int:
     """Batches small enough that every worker gets several (load balance), never above max_size
     (so one task never holds hours of work) and never below one."""
@@ -152,7 +168,7 @@ class Failure:
 @dataclass
 class VideoOutcome:
     video: str
-    status: str  # "done" | "skipped" | "failed"
+    status: str  # "done" | "skipped" | "elsewhere" (another run has it) | "failed"
     output: str | None = None
     seconds: float = 0.0  # wall time spent on this video
     duration_s: float = 0.0  # media duration
@@ -200,6 +216,11 @@ class BackfillReport:
         return self._with("skipped")
 
     @property
+    def elsewhere(self) -> list[VideoOutcome]:
+        """Videos another run sharing the output folder was extracting at the time."""
+        return self._with("elsewhere")
+
+    @property
     def failures(self) -> list[Failure]:
         return [o.failure for o in self.outcomes if o.failure is not None]
 
@@ -222,6 +243,7 @@ class BackfillReport:
             "videos": len(self.outcomes),
             "done": len(self.done),
             "skipped": len(self.skipped),
+            "elsewhere": len(self.elsewhere),
             "failed": len(self.failures),
         }
 
@@ -230,8 +252,9 @@ class BackfillReport:
 
     def summary_line(self) -> str:
         c = self.counts()
+        elsewhere = f"{c['elsewhere']} in progress in another run, " if c["elsewhere"] else ""
         return (
-            f"{c['videos']} videos: {c['done']} extracted, {c['skipped']} up to date, "
+            f"{c['videos']} videos: {c['done']} extracted, {c['skipped']} up to date, {elsewhere}"
             f"{c['failed']} failed in {self.wall_s:.1f}s "
             f"({self.videos_per_min:.1f} videos/min, {self.realtime_factor:.2f}x real time)"
         )
@@ -250,6 +273,7 @@ class BackfillReport:
             **self.counts(),
             "videos_per_min": round(self.videos_per_min, 3),
             "realtime_factor": round(self.realtime_factor, 3),
+            "summary": self.summary_line(),
             "failures": self.failure_rows(),
         }
 
@@ -342,6 +366,8 @@ def process_video(
     try:
         with (guard or nullcontext)():
             result = extract_video(video, out_dir, config, force=force, root=root)
+    except ClaimedElsewhere:
+        return VideoOutcome(str(video), "elsewhere", seconds=time.perf_counter() - t0)
     except Exception as err:  # noqa: BLE001 - one bad video must not stop the batch
         return VideoOutcome(str(video), "failed", seconds=time.perf_counter() - t0,
                             failure=Failure.from_exception(video, err))
@@ -397,11 +423,12 @@ def backfill(
     t0 = time.perf_counter()
     config = resolve_config(config)
     videos = discover_videos(input_dir, patterns, exclude=[out_dir])
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    writable_folder(out_dir)
     sweep_stale_temp_files(out_dir)
+    videos, clashing = claim_outputs(videos, out_dir, input_dir)
     batches = make_batches(videos, batch_size or plan_batch_size(len(videos), workers))
-    report = BackfillReport(str(input_dir), str(out_dir), workers=max(1, workers))
-    total = len(videos)
+    report = BackfillReport(str(input_dir), str(out_dir), workers=max(1, workers), outcomes=clashing)
+    total = len(videos) + len(clashing)
 
     def collect(outcomes: list[VideoOutcome]) -> None:
         for o in outcomes:

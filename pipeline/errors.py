@@ -21,6 +21,10 @@ class InputError(MmpipeError):
     """The input file itself is unusable (missing, not media, corrupt, empty, no speech)."""
 
 
+class OutputError(MmpipeError):
+    """The output location cannot be written (read-only, full, not a folder, ...)."""
+
+
 class ModelError(MmpipeError):
     """A model or checkpoint cannot be loaded or does not fit the features."""
 

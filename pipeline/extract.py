@@ -30,11 +30,13 @@ import numpy as np
 from extractors.base import Clip
 from pipeline import __version__
 from pipeline.config import AcousticConfig, ExtractConfig, FacialConfig, TextConfig
-from pipeline.errors import InputError, MmpipeError
-from pipeline.files import sha256_file
+from pipeline.claims import claim
+from pipeline.errors import InputError, MmpipeError, OutputError
+from pipeline.files import sha256_file, writable_folder
+from pipeline.names import output_path, video_name
 from pipeline.records import Word, WordFeatures
 from pipeline.schema import MODALITIES, FeatureSchema, ModalitySpec, StoreMetadata
-from pipeline.store import SUFFIX, feature_table, read_metadata, write_table
+from pipeline.store import feature_table, read_metadata, write_table
 
 log = logging.getLogger("mmpipe.extract")
 
@@ -50,24 +52,6 @@ class ExtractResult:
     skipped: bool
     summary: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
-
-
-def video_id_for(video: str | Path) -> str:
-    """File stem, made safe for a file name and a table key."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", Path(video).stem) or "video"
-
-
-def output_path(video: str | Path, out_dir: str | Path, root: str | Path | None = None) -> Path:
-    """Where a video's features go; with ``root`` the sub-folders below it are kept, so two
-    videos with the same name in different folders never overwrite each other."""
-    video = Path(video)
-    sub = Path()
-    if root is not None:
-        try:
-            sub = video.resolve().parent.relative_to(Path(root).resolve())
-        except ValueError:
-            sub = Path()
-    return Path(out_dir) / sub / f"{video_id_for(video)}{SUFFIX}"
 
 
 def content_hash(path: str | Path) -> str:
@@ -105,18 +89,38 @@ def find_transcript(video: Path, transcript: str | Path | None) -> Path | None:
     return find_sidecar(video)
 
 
-def stored_features(out_path: Path, sha: str, key: str) -> StoreMetadata | None:
-    """Metadata of ``out_path`` when it holds features of this video content and feature key;
-    None when it is missing, unreadable, foreign or stale (then it is recomputed)."""
+def _stored_metadata(out_path: Path) -> StoreMetadata | None:
+    """The metadata of an existing feature file; None when there is none or it is unreadable
+    (a torn or foreign file is simply recomputed)."""
     if not out_path.exists():
         return None
     try:
-        meta = read_metadata(out_path)
+        return read_metadata(out_path)
     except Exception:
         return None
-    if meta.video.get("sha256") == sha and meta.video.get("feature_key") == key:
+
+
+def stored_features(out_path: Path, sha: str, key: str) -> StoreMetadata | None:
+    """Metadata of ``out_path`` when it holds features of this video content and feature key;
+    None when it is missing, unreadable, foreign or stale (then it is recomputed)."""
+    meta = _stored_metadata(out_path)
+    if meta is not None and meta.video.get("sha256") == sha and meta.video.get("feature_key") == key:
         return meta
     return None
+
+
+def check_not_anothers(out_path: Path, video: Path, sha: str) -> None:
+    """Refuse to replace the features of a different video. The file at ``out_path`` may be
+    replaced by the same input after its content changed (same path), or when it holds the
+    same content (the folder moved); anything else is another video, kept unless forced."""
+    meta = _stored_metadata(out_path)
+    if meta is None or meta.video.get("sha256") == sha:
+        return
+    recorded = meta.video.get("path")
+    if recorded and Path(recorded) != video.resolve():
+        raise OutputError(
+            f"already holds the features of another video ({recorded}); extract into another "
+            "folder, or use --force to replace them", str(out_path))
 
 
 def is_up_to_date(
@@ -209,31 +213,55 @@ def extract_video(
     progress: Progress | None = None,
     force: bool = False,
     root: str | Path | None = None,
+    by_content: bool = False,
 ) -> ExtractResult:
-    """Extract one video's word-aligned features into ``out_dir``; see the module docstring."""
-    from pipeline.media import decode_audio, is_silent, probe
+    """Extract one video's word-aligned features into ``out_dir``; see the module docstring.
+
+    ``root`` mirrors the video's sub-folders below it into ``out_dir``; ``by_content`` files it
+    under a folder named after its content hash instead (a cache shared by videos from
+    anywhere, where two files of the same name must not meet). The output folder is checked
+    before any decoding, and the video is claimed (``pipeline.claims``) while it is extracted.
+    """
     from pipeline.transcripts import read_transcript
-    from pipeline.utterances import split_utterances
-    from pipeline.words import NoSpeechError, words_for
 
     config = config or ExtractConfig()
     video = Path(video)
-    out = output_path(video, out_dir, root)
+    t0 = time.perf_counter()
+    writable_folder(out_dir)
+    sha = content_hash(video)
+    name = video_name(video)
+    out = output_path(video, Path(out_dir) / sha[:16] if by_content else out_dir, None if by_content else root)
+    writable_folder(out.parent)
+    transcript_path = find_transcript(video, transcript)
+    script = read_transcript(transcript_path) if transcript_path else None
+    key = feature_key(config, script)
+    if not force:
+        if (meta := stored_features(out, sha, key)) is not None:
+            return ExtractResult(str(video), out, name, True, meta.summary)
+        check_not_anothers(out, video, sha)
+    with claim(out, video):
+        if not force and (meta := stored_features(out, sha, key)) is not None:  # done meanwhile
+            return ExtractResult(str(video), out, name, True, meta.summary)
+        return _extract(video, out, name, sha, key, config, transcript_path, script, progress, t0)
+
+
+def _extract(
+    video: Path, out: Path, name: str, sha: str, key: str, config: ExtractConfig,
+    transcript_path: Path | None, script, progress: Progress | None, t_all: float,
+) -> ExtractResult:
+    """The extraction itself, once the output is known to be missing or stale and claimed."""
+    from pipeline.media import decode_audio, is_silent, probe
+    from pipeline.utterances import split_utterances
+    from pipeline.words import NoSpeechError, words_for
+
     stages: dict[str, float] = {}
     warnings: list[str] = []
-    t_all = time.perf_counter()
 
     def tick(name: str, t0: float) -> None:
         stages[name] = round(stages.get(name, 0.0) + time.perf_counter() - t0, 3)
 
     t0 = time.perf_counter()
-    sha = content_hash(video)
     info = probe(video)
-    transcript_path = find_transcript(video, transcript)
-    script = read_transcript(transcript_path) if transcript_path else None
-    key = feature_key(config, script)
-    if not force and (meta := stored_features(out, sha, key)) is not None:
-        return ExtractResult(str(video), out, video_id_for(video), True, meta.summary)
     audio = decode_audio(video, config.media.sample_rate)
     tick("decode", t0)
     if info.frame_count == 0 and audio is None:
@@ -339,7 +367,7 @@ def extract_video(
     meta = StoreMetadata(
         schema=schema,
         video={
-            "video_id": video_id_for(video),
+            "video_id": name,
             "path": str(video.resolve()),
             "sha256": sha,
             "feature_key": key,
@@ -349,7 +377,7 @@ def extract_video(
         config=config.to_dict(),
         summary=summary,
     )
-    table = feature_table(video_id_for(video), utterances, features, meta)
+    table = feature_table(name, utterances, features, meta)
     write_table(out, table)
     tick("write", t0)
     summary["stages_s"] = stages
@@ -358,7 +386,7 @@ def extract_video(
         summary["realtime_factor"] = round(summary["duration_s"] / summary["total_s"], 2)
     for w in warnings:
         log.info("%s: %s", video, w)
-    return ExtractResult(str(video), out, video_id_for(video), False, summary, warnings)
+    return ExtractResult(str(video), out, name, False, summary, warnings)
 
 
 
@@ -369,6 +397,4 @@ __all__ = [
     "extract_video",
     "feature_key",
     "is_up_to_date",
-    "output_path",
-    "video_id_for",
 ]

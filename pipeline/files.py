@@ -1,4 +1,10 @@
-"""File utilities every writer and verifier shares: atomic publication and content hashes."""
+"""File utilities every writer and verifier shares: atomic publication, a check that an output
+folder can be written before any work, and content hashes.
+
+Every write failure (read-only or immutable folder, full disk, a path under /proc, an existing
+file where a folder should be) becomes one ``OutputError`` naming the path and the cause, and
+leaves nothing half-written behind.
+"""
 
 from __future__ import annotations
 
@@ -8,27 +14,62 @@ import os
 import tempfile
 from pathlib import Path
 
+from pipeline.errors import OutputError
+
 # mkstemp makes 0600 files; published files get the usual permissions of the process umask.
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 
 
-def atomic_write(path: str | os.PathLike, write) -> None:
-    """Call ``write(tmp_path)`` then rename into place, so readers never see a torn file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+def _cause(err: OSError) -> str:
+    return err.strerror or str(err) or type(err).__name__
+
+
+def writable_folder(folder: str | os.PathLike) -> Path:
+    """Create ``folder`` if needed and prove a file can be written in it, before any work that
+    would be lost if the result could not be stored."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise OutputError("exists and is not a folder", str(folder))
     try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".mmpipe-write-check.", suffix=".tmp", dir=folder)
+        try:
+            os.write(fd, b"x")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            os.unlink(probe)
+    except OSError as err:
+        raise OutputError(f"cannot write here ({_cause(err)})", str(folder)) from None
+    return folder
+
+
+def atomic_write(path: str | os.PathLike, write) -> None:
+    """Call ``write(tmp_path)`` then rename into place, so readers never see a torn file. A
+    failure of the filesystem is an ``OutputError`` naming ``path``; the temp file is removed."""
+    path = Path(path)
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
         write(tmp)
         os.chmod(tmp, 0o666 & ~_UMASK)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as err:
+        _remove(tmp)
+        raise OutputError(f"cannot write ({_cause(err)})", str(path)) from None
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        _remove(tmp)
         raise
+
+
+def _remove(tmp: str | None) -> None:
+    if tmp is not None and os.path.exists(tmp):
+        os.unlink(tmp)
 
 
 def atomic_write_json(path: str | os.PathLike, data) -> None:

@@ -161,7 +161,7 @@ def test_direct_backfill_extracts_records_failures_and_skips_on_rerun(tmp_path):
     seen = []
     report = backfill(clips, out, FAST, progress=lambda o, done, total: seen.append((o.status, done, total)))
     assert outputs(out) == GOOD  # sub-folders mirrored: the two single_face clips both kept
-    assert report.counts() == {"videos": 4, "done": 3, "skipped": 0, "failed": 1}
+    assert report.counts() == {"videos": 4, "done": 3, "skipped": 0, "elsewhere": 0, "failed": 1}
     assert [d for _, d, _ in seen] == [1, 2, 3, 4] and {t for _, _, t in seen} == {4}
     (failure,) = report.failures
     assert failure.video.endswith("broken.mp4") and failure.error_type == "InputError"
@@ -176,6 +176,6 @@ def test_direct_backfill_extracts_records_failures_and_skips_on_rerun(tmp_path):
     mtimes = {p: p.stat().st_mtime_ns for p in store_files(out)}
     # Re-run in a pool of two spawned processes: nothing is recomputed, files are untouched.
     again = backfill(clips, out, FAST, workers=2, batch_size=1)
-    assert again.counts() == {"videos": 4, "done": 0, "skipped": 3, "failed": 1}
+    assert again.counts() == {"videos": 4, "done": 0, "skipped": 3, "elsewhere": 0, "failed": 1}
     assert {p: p.stat().st_mtime_ns for p in store_files(out)} == mtimes
     assert json.loads((out / FAILURES_LOG).read_text())["skipped"] == 3

@@ -46,7 +46,7 @@ def features_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def katie_features(features_dir) -> Path:
-    result = extract_video(KATIE, features_dir, QUICK_CONFIG)
+    result = extract_video(KATIE, features_dir, QUICK_CONFIG, by_content=True)  # as the score cache files it
     return result.output
 
 

@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.config import ExtractConfig
+from pipeline.errors import OutputError
 from pipeline.records import Utterance, Word, WordFeatures
 from pipeline.schema import (
     METADATA_KEY,
@@ -231,7 +232,7 @@ def _half_write_then_fail(tmp: str) -> None:
 def test_failed_write_keeps_the_older_file_and_leaves_no_temp(stored):
     path, _, _ = stored
     before = path.read_bytes()
-    with pytest.raises(OSError, match="simulated"):
+    with pytest.raises(OutputError, match=f"{path}: cannot write \\(disk full \\(simulated\\)\\)"):
         atomic_write(path, _half_write_then_fail)
     assert path.read_bytes() == before
     assert sorted(os.listdir(path.parent)) == [path.name]
@@ -240,7 +241,7 @@ def test_failed_write_keeps_the_older_file_and_leaves_no_temp(stored):
 
 def test_failed_first_write_leaves_nothing(tmp_path):
     target = tmp_path / "out" / "new.parquet"
-    with pytest.raises(OSError):
+    with pytest.raises(OutputError):
         atomic_write(target, _half_write_then_fail)
     assert not target.exists() and os.listdir(target.parent) == []
 
