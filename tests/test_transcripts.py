@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from pipeline.errors import InputError
@@ -19,6 +22,7 @@ from pipeline.transcripts import (
     transcript_from_text,
     year_words,
 )
+from tests.conftest import ROOT
 
 SRT = """1
 00:00:01,600 --> 00:00:04,200
@@ -120,6 +124,103 @@ def test_vtt_cues():
     assert cues[0].text == "We are in New York City"
     assert cues[1].text == "It's the 3rd time."
 
+
+def test_cues_in_time_order_and_empty_cues_skipped(tmp_path):
+    # Cue 2 is out of order and cue 3 has a timing line but no text: both are fine.
+    path = tmp_path / "clip.srt"
+    path.write_text(
+        "1\n00:00:05,000 --> 00:00:06,000\nsecond words\n\n"
+        "2\n00:00:01,000 --> 00:00:02,000\nfirst words\n\n"
+        "3\n00:00:03,000 --> 00:00:04,000\n\n"
+        "4\n00:00:03,000 --> 00:00:04,000\n<i></i>\n"
+    )
+    script = read_transcript(path)
+    assert [(c.start, c.text) for c in script.cues] == [(1.0, "first words"), (5.0, "second words")]
+    assert script.words == ["first", "words", "second", "words"]
+    assert [t.cue for t in script.tokens()] == [0, 0, 1, 1]
+
+
+SRT_LINE_6 = "1\n00:00:01,000 --> 00:00:02,000\nHello\n\n2\n{}\nworld\n"
+SRT_FORM = "(expected HH:MM:SS,mmm --> HH:MM:SS,mmm)"
+
+
+@pytest.mark.parametrize(
+    "name, content, cause",
+    [
+        (
+            "clip.srt",
+            SRT_LINE_6.format("00:00:0X,500 --> 00:00:04,000"),
+            f"line 6: malformed timestamp '00:00:0X,500' {SRT_FORM}",
+        ),
+        (
+            "clip.srt",
+            SRT_LINE_6.format("00:00:04,000 --> 00:00:03,500"),
+            "line 6: cue ends (00:00:03,500) before it starts (00:00:04,000)",
+        ),
+        (
+            "clip.srt",
+            SRT_LINE_6.format("-00:00:01,000 --> 00:00:04,000"),
+            f"line 6: negative timestamp '-00:00:01,000' {SRT_FORM}",
+        ),
+        (
+            "clip.srt",
+            SRT_LINE_6.format("00:00:03,000 --> 00:00:75,000"),
+            "line 6: timestamp '00:00:75,000' out of range (minutes and seconds run 00-59)",
+        ),
+        (
+            "clip.srt",
+            SRT_LINE_6.format("00:00:03,000 --> 00:00:04,0000"),
+            f"line 6: malformed timestamp '00:00:04,0000' {SRT_FORM}",
+        ),
+        (  # a word processor's autocorrect turned --> into an em dash
+            "clip.srt",
+            SRT_LINE_6.format("00:00:03,000 \u2014> 00:00:04,000"),
+            f"line 6: malformed timing line '00:00:03,000 \u2014> 00:00:04,000' {SRT_FORM}",
+        ),
+        (
+            "clip.srt",
+            SRT_LINE_6.format("00:00:03,000 -->"),
+            f"line 6: malformed timing line '00:00:03,000 -->' {SRT_FORM}",
+        ),
+        (  # SubRip in a .txt is read as SubRip, errors included
+            "clip.txt",
+            SRT_LINE_6.format("00:00:03,000 --> 00:00:0X,000"),
+            f"line 6: malformed timestamp '00:00:0X,000' {SRT_FORM}",
+        ),
+        (  # line numbers count CRLF lines as an editor does, after a UTF-16 byte order mark
+            "clip.srt",
+            SRT_LINE_6.format("00:00:0X,500 --> 00:00:04,000").replace("\n", "\r\n").encode("utf-16"),
+            f"line 6: malformed timestamp '00:00:0X,500' {SRT_FORM}",
+        ),
+        (
+            "clip.vtt",
+            "WEBVTT\n\nNOTE a comment\n\n00:01.000 --> 00:0X.500\nHi\n",
+            "line 5: malformed timestamp '00:0X.500' (expected HH:MM:SS.mmm --> HH:MM:SS.mmm)",
+        ),
+    ],
+)
+def test_malformed_subtitles_name_the_line_and_cause(tmp_path, name, content, cause):
+    path = tmp_path / name
+    path.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
+    with pytest.raises(InputError) as err:
+        read_transcript(path)
+    assert str(err.value) == f"{path}: {cause}"
+
+
+def test_cli_names_the_bad_line_before_any_work(data_dir, tmp_path):
+    bad = tmp_path / "bad.srt"
+    bad.write_text(SRT_LINE_6.format("00:00:0X,500 --> 00:00:04,000"))
+    out = tmp_path / "out"
+    video = data_dir / "videos" / "retalking_face_5.mp4"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "extract", str(video), "--transcript", str(bad), "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines() == [
+        f"mmpipe: error: {bad}: line 6: malformed timestamp '00:00:0X,500' {SRT_FORM}"
+    ]
+    assert not out.exists() or not any(out.iterdir())
 
 def test_read_transcript_formats(tmp_path):
     (tmp_path / "a.srt").write_text(SRT, encoding="utf-8")
