@@ -1,4 +1,4 @@
-"""Transcripts: read plain text / SubRip / WebVTT, split into words, normalise words for alignment.
+"""Transcripts: read plain text or subtitles (.srt .vtt .ass .ssa), split into words, normalise words for alignment.
 
 A transcript word has two faces. Its *display* form ("Americans", "42", "don't") is what the store
 and the text model see; its *spoken* form ("americans", "forty two", "don't") is what the aligner
@@ -16,14 +16,16 @@ import unicodedata
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import pysubs2
+
 from pipeline.errors import InputError
 
-SIDECAR_SUFFIXES = (".srt", ".vtt", ".txt")  # timed cues first: they also help long alignments
+SIDECAR_SUFFIXES = (".srt", ".vtt", ".ass", ".ssa", ".txt")  # timed first: cues help long alignments
 
 
 @dataclass(frozen=True)
 class Cue:
-    """One timed caption block of an .srt/.vtt file."""
+    """One timed caption of a subtitle file (.srt/.vtt/.ass/.ssa)."""
 
     start: float
     end: float
@@ -102,7 +104,7 @@ def transcript_from_text(text: str) -> Transcript:
 
 
 def find_sidecar(video_path: str | os.PathLike) -> Path | None:
-    """``<stem>.srt/.vtt/.txt`` next to the video (timed formats preferred), else None."""
+    """``<stem>.srt/.vtt/.ass/.ssa/.txt`` next to the video (timed formats first), else None."""
     video = Path(video_path)
     for suffix in SIDECAR_SUFFIXES:
         for candidate in (video.with_suffix(suffix), video.with_suffix(suffix.upper())):
@@ -135,6 +137,8 @@ def _timed_cues(text: str, suffix: str, source: str) -> list[Cue] | None:
     so a .txt holding SubRip is read as SubRip."""
     if text.lstrip().startswith("WEBVTT") or suffix == ".vtt":
         return parse_vtt(text, source)
+    if "[Script Info]" in text or suffix in (".ass", ".ssa"):
+        return parse_ass(text, source)
     if suffix == ".srt" or _SUBRIP_LINE.search(text):
         return parse_srt(text, source)
     return None
@@ -153,6 +157,10 @@ class _Timing:
 _SRT_VTT_STAMP = re.compile(r"(?:(\d+):)?(\d{1,2}):(\d{2})[.,](\d{1,3})")
 _SRT = _Timing(_SRT_VTT_STAMP, "HH:MM:SS,mmm --> HH:MM:SS,mmm")
 _VTT = _Timing(_SRT_VTT_STAMP, "HH:MM:SS.mmm --> HH:MM:SS.mmm")
+_ASS = _Timing(
+    re.compile(r"(\d{1,2}):(\d{2}):(\d{2})[.,](\d{1,3})"),  # stricter than pysubs2, which reads it alike
+    "Dialogue: Layer,H:MM:SS.cc,H:MM:SS.cc,Style,Name,MarginL,MarginR,MarginV,Effect,Text",
+)
 _TIMED_START = r"[ \t]*-?\d+:\d{2}[:.,]\d"  # a line that begins like a cue time
 _LOOKS_TIMED = re.compile(_TIMED_START)
 _SUBRIP_LINE = re.compile(rf"^{_TIMED_START}.*-->", re.MULTILINE)
@@ -244,6 +252,23 @@ def parse_vtt(text: str, source: str | None = None) -> list[Cue]:
     """WebVTT cues in file order; ``source`` names the file in errors."""
     return _parse_cues(text, _VTT, source)
 
+
+def parse_ass(text: str, source: str | None = None) -> list[Cue]:
+    """SubStation Alpha (.ass/.ssa) cues in file order, read by pysubs2 (sections, styles,
+    override tags, comments and drawings). pysubs2 rejects a bad time without saying where, or
+    takes ``0:00:01.00junk`` as 1 s, so the event times are checked here first."""
+    for n, line in enumerate(_lines(text), 1):
+        if line.lstrip().startswith("Dialogue:"):
+            fields = line.split(":", 1)[1].split(",")
+            if len(fields) < 3:
+                raise _line_error(n, f"malformed event {_quote(line.strip())} (expected {_ASS.expected})", source)
+            _cue_times(n, fields[1].strip(), fields[2].strip(), _ASS, source)
+    try:
+        subs = pysubs2.SSAFile.from_string(text, format_="ssa" if "[V4 Styles]" in text else "ass")
+    except (pysubs2.Pysubs2Error, ValueError) as err:
+        raise InputError(f"not a readable SubStation Alpha file ({err})", source) from None
+    cues = ((e.start / 1000, e.end / 1000, _cue_text(e.plaintext.split("\n"))) for e in subs if e.is_text)
+    return [Cue(start, end, cue_text) for start, end, cue_text in cues if cue_text]
 
 
 # --------------------------------------------------------------------------------------------
