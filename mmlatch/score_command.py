@@ -557,7 +557,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", type=Path, metavar="DIR", help="checkpoint folder or .json (default: the installed starter model)")
     p.add_argument("--features-dir", type=Path, metavar="DIR",
                    help="where extracted features are cached (default: <cache>/features, see MMPIPE_CACHE)")
-    p.add_argument("--transcript", metavar="FILE", help="transcript of the (single) video (.txt, .srt, .vtt); default: sidecar file, else ASR")
+    p.add_argument("--transcript", metavar="FILE", help="transcript of the (single) video (.txt, .srt, .vtt, .ass, .ssa); default: sidecar file, else ASR")
     p.add_argument("--json", action="store_true", help="print machine-readable results")
     p.add_argument("--out", type=Path, metavar="FILE", help="write per-utterance scores to FILE.parquet|.csv "
                    "(per-video scores to FILE.videos.parquet|.csv)")

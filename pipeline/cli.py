@@ -151,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("extract", help="video -> word-aligned features in Parquet")
     p.add_argument("videos", nargs="+", help="video file(s)")
-    p.add_argument("--transcript", help="transcript (.txt, .srt, .vtt); default: sidecar file next to the video, else ASR")
+    p.add_argument("--transcript", help="transcript (.txt, .srt, .vtt, .ass, .ssa); default: sidecar file next to the video, else ASR")
     p.add_argument("--out", default="features", help="output folder (default: ./features)")
     p.add_argument("--json", action="store_true", help="print a machine-readable summary")
     p.add_argument("--force", action="store_true", help="re-extract even when the output is up to date")

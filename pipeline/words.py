@@ -33,7 +33,7 @@ from pipeline.utterances import split_utterances
 
 log = logging.getLogger(__name__)
 
-# A transcript is a parsed Transcript, a path to a .txt/.srt/.vtt file, or the text itself (str).
+# A transcript is a parsed Transcript, a path to a transcript file, or the text itself (str).
 TranscriptSource = Union[Transcript, "os.PathLike[str]", str, None]
 
 SILENCE_PEAK = 1e-4  # about -80 dBFS: digital silence, nothing to align or recognise
