@@ -15,6 +15,7 @@ import os
 from typing import Any
 
 from pipeline.errors import InputError
+from pipeline.files import MIN_FREE_BYTES, writable_folder
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -84,7 +85,8 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     from pipeline.batch import check_input_dir
     from pipeline.cli import config_from_args
 
-    check_input_dir(args.input_dir)  # a one-line error before Prefect starts
+    check_input_dir(args.input_dir)  # one-line errors before Prefect starts
+    writable_folder(args.out, MIN_FREE_BYTES)
     if args.workers < 1:
         raise InputError("--workers must be at least 1")
     config = config_from_args(args)

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from pipeline.config import ExtractConfig, cache_dir
 from pipeline.errors import InputError, MmpipeError, ModelError, OutputError
-from pipeline.files import writable_folder
+from pipeline.files import MIN_FREE_BYTES, writable_folder
 from pipeline.names import video_name
 
 if TYPE_CHECKING:  # heavy imports (torch) stay out of ``mmpipe --help``
@@ -288,7 +288,7 @@ def score_videos(
     from pipeline.store import read_metadata
 
     config = config or ExtractConfig()
-    features_dir = Path(features_dir) if features_dir else default_features_dir()
+    features_dir = writable_folder(features_dir or default_features_dir(), MIN_FREE_BYTES)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     loaded = load_checkpoint(checkpoint if checkpoint is not None else default_checkpoint(), device=device)

@@ -17,7 +17,7 @@ from typing import Any
 
 from pipeline.config import ExtractConfig
 from pipeline.errors import MmpipeError, OutputError
-from pipeline.files import writable_folder
+from pipeline.files import MIN_FREE_BYTES, writable_folder
 from pipeline.names import output_path, shared_outputs
 
 # Flag -> dotted config key; shared by every command that extracts (extract, score, backfill).
@@ -115,7 +115,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     if args.transcript and len(args.videos) > 1:
         raise MmpipeError("--transcript applies to one video; use sidecar files for several")
-    writable_folder(args.out)
+    writable_folder(args.out, MIN_FREE_BYTES)
     outputs = {Path(v).resolve(): output_path(v, args.out) for v in args.videos}
     for out, group in shared_outputs(outputs):
         raise OutputError(f"{' and '.join(map(str, group))} would all write {out}; extract them into separate "

@@ -32,7 +32,7 @@ from pipeline import __version__
 from pipeline.config import AcousticConfig, ExtractConfig, FacialConfig, TextConfig
 from pipeline.claims import claim
 from pipeline.errors import InputError, MmpipeError, OutputError
-from pipeline.files import sha256_file, writable_folder
+from pipeline.files import MIN_FREE_BYTES, sha256_file, writable_folder
 from pipeline.names import output_path, video_name
 from pipeline.records import Word, WordFeatures
 from pipeline.schema import MODALITIES, FeatureSchema, ModalitySpec, StoreMetadata
@@ -231,7 +231,7 @@ def extract_video(
     sha = content_hash(video)
     name = video_name(video)
     out = output_path(video, Path(out_dir) / sha[:16] if by_content else out_dir, None if by_content else root)
-    writable_folder(out.parent)
+    writable_folder(out.parent, MIN_FREE_BYTES)
     transcript_path = find_transcript(video, transcript)
     script = read_transcript(transcript_path) if transcript_path else None
     key = feature_key(config, script)

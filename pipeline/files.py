@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -25,9 +26,12 @@ def _cause(err: OSError) -> str:
     return err.strerror or str(err) or type(err).__name__
 
 
-def writable_folder(folder: str | os.PathLike) -> Path:
-    """Create ``folder`` if needed and prove a file can be written in it, before any work that
-    would be lost if the result could not be stored."""
+MIN_FREE_BYTES = 16 << 20  # an hour of video makes a feature file of a few MB
+
+
+def writable_folder(folder: str | os.PathLike, min_free: int = 0) -> Path:
+    """Create ``folder`` if needed and prove a file can be written in it (and that ``min_free``
+    bytes are free), before any work that would be lost if the result could not be stored."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise OutputError("exists and is not a folder", str(folder))
@@ -40,8 +44,12 @@ def writable_folder(folder: str | os.PathLike) -> Path:
         finally:
             os.close(fd)
             os.unlink(probe)
+        free = shutil.disk_usage(folder).free
     except OSError as err:
         raise OutputError(f"cannot write here ({_cause(err)})", str(folder)) from None
+    if free < min_free:
+        raise OutputError(f"not enough free space ({free / 2**20:.1f} MB free, {min_free / 2**20:.0f} MB needed)",
+                          str(folder))
     return folder
 
 
