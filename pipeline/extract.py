@@ -193,6 +193,15 @@ def feature_schema(config: ExtractConfig) -> FeatureSchema:
     )
 
 
+def _text_model_warnings(found, config: ExtractConfig) -> list[str]:
+    """Speech transcribed in another language than English meets an English-only text model
+    (the bundled MiniLM or GloVe) unless the user chose their own."""
+    if found.language in (None, "en") or config.text.model_path is not None:
+        return []
+    return [f"transcribed as {found.language}, but the default text model and the starter checkpoint are "
+            "English-only: sentiment scores of this video are unreliable (see the README on other languages)"]
+
+
 class _Abandoned(Exception):
     """Raised inside the face thread to stop it once the video has failed elsewhere."""
 
@@ -296,6 +305,7 @@ def _extract(
         return track, time.perf_counter() - t
 
     face_future = pool.submit(run_face)
+    language = {"expected": config.words.language, "transcribed": None, "probability": None}
     try:
         # Words with timings.
         t0 = time.perf_counter()
@@ -306,9 +316,12 @@ def _extract(
             utterances = split_utterances(words, config.words, script)
         else:
             try:
-                utterances = words_for(audio, config.words, script, source=str(video))
+                found = words_for(audio, config.words, script, source=str(video))
             except NoSpeechError as err:
                 raise NoSpeechError("no speech found in the audio", str(video)) from err
+            utterances = found.utterances
+            warnings += found.warnings + _text_model_warnings(found, config)
+            language.update(transcribed=found.language, probability=found.language_probability)
         if progress:
             progress("words", 1, 1)
         tick("words", t0)
@@ -362,6 +375,7 @@ def _extract(
         "face_coverage": round(coverage, 4),
         "duration_s": round(float(info.duration or (audio.duration if audio else 0.0)), 3),
         "words_imputed": {m: int(features[m].imputed.sum()) for m in MODALITIES},
+        "language": language,
         "warnings": warnings,
     }
     meta = StoreMetadata(

@@ -18,7 +18,7 @@ import hashlib
 import json
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Union
 
 import numpy as np
@@ -43,6 +43,16 @@ class NoSpeechError(InputError):
     """The audio holds no speech (silent, or nothing recognisable)."""
 
 
+@dataclass
+class WordsResult:
+    """What the words stage found: timed words in utterances, and what it knows of the language."""
+
+    utterances: list[Utterance]
+    language: str | None = None  # the language transcribed in; None for a given transcript
+    language_probability: float | None = None  # the detector's certainty, when it chose the language
+    warnings: list[str] = field(default_factory=list)  # one line each, for the file's summary
+
+
 def load_transcript(transcript: TranscriptSource) -> Transcript | None:
     """Transcript object from what the caller has: a path (os.PathLike) is read as a file, a
     plain ``str`` is taken as the transcript text itself."""
@@ -60,7 +70,7 @@ def words_for(
     *,
     source: str | None = None,
     recogniser: Recogniser | None = None,
-) -> list[Utterance]:
+) -> WordsResult:
     """Utterances with timed words; ``source`` (the video path) only names the file in errors."""
     if audio is None or len(audio.samples) == 0:
         raise NoSpeechError("no speech found: the audio track is empty", source)
@@ -68,12 +78,16 @@ def words_for(
         raise NoSpeechError("no speech found: the audio is silent", source)
     parsed = load_transcript(transcript)
     if parsed is not None:
-        return _from_transcript(audio, cfg, parsed)
+        return WordsResult(_from_transcript(audio, cfg, parsed))
     rec = recogniser or make_recogniser(cfg)
-    transcription = rec.recognise(audio)
+    try:
+        transcription = rec.recognise(audio)
+    except InputError as err:  # the recogniser's verdict on the input (another language)
+        raise type(err)(str(err), source) from None
     if not transcription.words:
         raise NoSpeechError("no speech found: the recogniser heard no words", source)
-    return _from_recognition(audio, cfg, transcription)
+    return WordsResult(_from_recognition(audio, cfg, transcription), transcription.language,
+                       transcription.language_probability, list(transcription.warnings))
 
 
 def _from_transcript(audio: Audio, cfg: WordsConfig, transcript: Transcript) -> list[Utterance]:

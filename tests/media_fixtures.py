@@ -13,6 +13,11 @@ import av
 import numpy as np
 
 
+# A film review in German, for the spoken-language checks (espeak-ng's German voice).
+GERMAN = ("Guten Tag. Heute möchte ich über den Film sprechen, den wir gestern im Kino gesehen haben. "
+          "Er war wirklich großartig und die Schauspieler waren hervorragend.")
+
+
 def load_audio(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
     """Decode any audio file to mono float32 at ``sample_rate``."""
     out = []

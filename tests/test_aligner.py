@@ -168,7 +168,7 @@ def test_words_for_a_transcript_gives_utterances():
     audio = load_audio(DATA / "speech" / "jfk.flac")
     cfg = WordsConfig()
     utts = words_for(audio, cfg, "And so, my fellow Americans. Ask not what your country can do "
-                     "for you; ask what you can do for your country!")
+                     "for you; ask what you can do for your country!").utterances
     assert [u.index for u in utts] == [0, 1]
     assert utts[0].text == "And so my fellow Americans"
     assert utts[1].words[-1].text == "country" and utts[1].end < audio.duration
@@ -182,7 +182,7 @@ def test_words_for_a_subtitle_file(tmp_path):
         "2\n00:00:03,000 --> 00:00:11,000\nask not what your country can do for you "
         "ask what you can do for your country\n"
     )
-    utts = words_for(audio, WordsConfig(), srt)  # a Path is read as a file
+    utts = words_for(audio, WordsConfig(), srt).utterances  # a Path is read as a file
     # no punctuation in the cues: the cues give the utterances
     assert [len(u.words) for u in utts] == [5, 17]
     assert all(w.timing == "aligned" for u in utts for w in u.words)

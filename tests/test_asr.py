@@ -19,6 +19,7 @@ from pipeline import asr
 from pipeline.asr import (
     BASE_SHA256,
     FixedRecogniser,
+    LanguageMismatch,
     PocketsphinxRecogniser,
     TransformersRecogniser,
     Transcription,
@@ -35,6 +36,7 @@ from pipeline.transcripts import normalize_text
 from pipeline.transcripts import word_error_rate as wer
 from pipeline.words import NoSpeechError, words_for, words_stage_id
 from tests.conftest import DATA, VIDEOS
+from tests.media_fixtures import GERMAN, espeak
 from tests.test_aligner import JFK_TEXT, load_audio, timing_errors
 
 
@@ -49,7 +51,7 @@ def jfk() -> Audio:
 
 
 def test_jfk_gives_the_known_sentence(whisper_base, jfk):
-    utts = words_for(jfk, WordsConfig(), recogniser=whisper_base)
+    utts = words_for(jfk, WordsConfig(), recogniser=whisper_base).utterances
     words = [w for u in utts for w in u.words]
     text = " ".join(w.text for w in words)
     assert wer(JFK_TEXT, text) <= 0.1, text
@@ -62,7 +64,7 @@ def test_jfk_gives_the_known_sentence(whisper_base, jfk):
 
 def test_grid_clip_gives_its_sentence(whisper_base):
     audio = load_audio(DATA / "grid" / "id2_vcd_swwp2s.mpg")
-    utts = words_for(audio, WordsConfig(), recogniser=whisper_base)
+    utts = words_for(audio, WordsConfig(), recogniser=whisper_base).utterances
     said = " ".join(w.text for u in utts for w in u.words)
     assert normalize_text(said) == "set white with p two soon".split(), said
 
@@ -71,7 +73,7 @@ def test_realigned_word_timings_on_truth16k(whisper_base):
     audio = load_audio(DATA / "alignment" / "truth16k.wav")
     truth = [tuple(x) for x in json.loads((DATA / "alignment" / "truth16k.json").read_text())]
     raw = whisper_base.recognise(audio)
-    realigned = [w for u in words_for(audio, WordsConfig(), recogniser=FixedRecogniser(raw)) for w in u.words]
+    realigned = [w for u in words_for(audio, WordsConfig(), recogniser=FixedRecogniser(raw)).utterances for w in u.words]
     assert normalize_text(" ".join(w.text for w in realigned)) == [t[0] for t in truth]
     err = timing_errors(realigned, truth)
     raw_err = timing_errors(raw.words, truth)
@@ -90,19 +92,45 @@ def test_no_speech_gives_the_clean_message(whisper_base, clip):
     assert whisper_base.recognise(audio).words == []  # VAD: no hallucinated words
 
 
-def test_language_detection_warns_when_not_english(whisper_base, caplog):
+@pytest.fixture(scope="module")
+def german() -> Audio:
+    """German speech (espeak-ng's German voice): Whisper's detector hears it as German, p 0.99."""
     if not shutil.which("espeak-ng"):
         pytest.skip("espeak-ng is not installed (scripts/setup.sh installs it)")
     with tempfile.TemporaryDirectory() as tmp:
-        wav = Path(tmp) / "es.wav"
-        text = "Buenos días. Hoy vamos a hablar de la película que vimos ayer en el cine con mis amigos."
-        subprocess.run(["espeak-ng", "-v", "es", "-w", str(wav), text], check=True, capture_output=True)
-        audio = load_audio(wav)
-    auto = WhisperRecogniser(WordsConfig(language="auto"))
-    with caplog.at_level(logging.WARNING, logger="pipeline.asr"):
-        result = auto.recognise(audio)
-    assert result.language == "es"
-    assert any("English-only" in r.getMessage() for r in caplog.records)
+        wav = Path(tmp) / "de.wav"
+        espeak(GERMAN, wav, voice="de")
+        return load_audio(wav)
+
+
+@pytest.mark.parametrize("model", ["base", "tiny.en"])
+def test_speech_in_another_language_is_an_error_not_english_words(german, model):
+    """Forced to English, Whisper turns German speech into English-sounding words; the language
+    is checked first (with base's detector beside the English-only tiny.en)."""
+    with pytest.raises(LanguageMismatch) as err:
+        words_for(german, WordsConfig(asr_model=model), source="talk.mp4")
+    message = str(err.value)
+    assert message.startswith("talk.mp4: the speech is in German (de, p=0.9")
+    assert "not English as set (words.language=en)" in message and "--language de" in message
+
+
+def test_auto_transcribes_the_language_spoken(german, jfk):
+    found = words_for(german, WordsConfig(language="auto"))
+    assert found.language == "de" and found.language_probability > 0.9 and found.warnings == []
+    assert {"film", "kino"} <= {w.text.lower().strip(",.") for u in found.utterances for w in u.words}
+    english = words_for(jfk, WordsConfig())
+    assert english.language == "en" and english.warnings == []
+
+
+def test_an_unsure_detection_is_a_warning(whisper_base, jfk, monkeypatch):
+    monkeypatch.setattr(WhisperRecogniser, "heard_language", lambda self, samples: ("nl", 0.55))
+    found = words_for(jfk, WordsConfig(), recogniser=whisper_base)
+    assert found.warnings == ["the speech may not be English: the detector heard Dutch (nl, p=0.55); "
+                              "transcribed as English"]
+    assert normalize_text(" ".join(w.text for u in found.utterances for w in u.words)) == normalize_text(JFK_TEXT)
+    # The check can be turned off (the user knows the language).
+    monkeypatch.setattr(WhisperRecogniser, "heard_language", lambda self, samples: ("de", 0.99))
+    assert words_for(jfk, WordsConfig(check_language=False), recogniser=WhisperRecogniser(WordsConfig(check_language=False))).warnings == []
 
 
 # ---------------------------------------------------------------------------------------------
@@ -295,7 +323,7 @@ def test_pocketsphinx_recogniser_on_real_speech(jfk):
     assert len(result.words) >= 10
     assert all(w.timing == "asr" and 0 <= w.start < w.end <= jfk.duration + 0.01 for w in result.words)
     assert wer(JFK_TEXT, result.text) < 0.9
-    utts = words_for(jfk, WordsConfig(asr_backend="pocketsphinx"), recogniser=FixedRecogniser(result))
+    utts = words_for(jfk, WordsConfig(asr_backend="pocketsphinx"), recogniser=FixedRecogniser(result)).utterances
     # pocketsphinx's own times are already frame-exact: no realignment, same words
     assert [w for u in utts for w in u.words] == result.words
 

@@ -12,12 +12,13 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from pipeline import cli
 from pipeline.config import ExtractConfig
 from pipeline.extract import extract_video, is_up_to_date
 from pipeline.schema import MODALITIES
 from pipeline.store import read_metadata, read_video
 from tests.conftest import ROOT, SPEECH, VIDEOS
-from tests.media_fixtures import mux
+from tests.media_fixtures import GERMAN, espeak, mux
 
 HARVARD_TEXT = (
     "The birch canoe slid on the smooth planks. Glue the sheet to the dark blue background. "
@@ -263,3 +264,25 @@ def test_same_bytes_give_bit_identical_columns_whatever_ran_before(tmp_path):
         for name in tables[0].column_names:
             assert tables[0].column(name).equals(other.column(name)), name
         assert tables[0].schema.metadata == other.schema.metadata
+
+
+@pytest.mark.slow
+def test_german_talking_head_is_refused_in_english_and_flagged_in_auto(tmp_path, capsys):
+    """German speech on a real face: with the default English settings one clear error (not a
+    file of English-sounding words); with --language auto a German transcript, and the file's
+    summary and the CLI say the English-only text model cannot score it reliably."""
+    speech = espeak(GERMAN, tmp_path / "de.wav", voice="de")
+    clip = mux(VIDEOS / "retalking_face_2.mp4", speech, tmp_path / "interview.mp4")
+    out = tmp_path / "out"
+    code = cli.main(["extract", str(clip), "--out", str(out), "--face-fps", "5"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1
+    assert err[0].startswith(f"mmpipe: error: {clip}: the speech is in German (de, p=0.9")
+    assert not list(out.glob("*.parquet"))
+
+    code = cli.main(["extract", str(clip), "--out", str(out), "--face-fps", "5", "--language", "auto"])
+    err = capsys.readouterr().err
+    assert code == 0 and "transcribed as de, but the default text model" in err
+    meta = read_metadata(out / "interview.parquet")
+    assert meta.summary["language"] == {"expected": "auto", "transcribed": "de", "probability": pytest.approx(1, abs=0.1)}
+    assert any("English-only" in w for w in meta.summary["warnings"])
