@@ -34,6 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--dask", nargs="?", const="local", default=None, metavar="ADDRESS",
                    help="run on Dask: a local cluster of --workers processes, or the scheduler at ADDRESS "
                    "(tcp://host:8786); put it after DIR or write --dask=ADDRESS")
+    p.add_argument("--dask-dashboard", metavar="HOST:PORT",
+                   help="where the local Dask cluster's dashboard listens (default 127.0.0.1 on a free port, "
+                   "this machine only; 0.0.0.0:8787 to reach it from other hosts; off for none)")
     p.add_argument("--batch-size", type=int, help="videos per task (default: chosen from the count and workers)")
     p.add_argument("--force", action="store_true", help="re-extract even up-to-date videos")
     p.add_argument("--json", action="store_true", help="print the run report as JSON")
@@ -89,6 +92,10 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         raise InputError("--workers must be at least 1")
     config = config_from_args(args)
     _prefect_logging(args.quiet)
+    if args.dask_dashboard:
+        from flows.runtime import DASHBOARD_ENV
+
+        os.environ[DASHBOARD_ENV] = args.dask_dashboard
     from flows.backfill import backfill_flow
     from pipeline.batch import FAILURES_LOG, Failure, format_failures
 
