@@ -97,12 +97,14 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 
         os.environ[DASHBOARD_ENV] = args.dask_dashboard
     from flows.backfill import backfill_flow
+    from flows.lifetime import owned_processes
     from pipeline.batch import FAILURES_LOG, Failure, format_failures
 
-    result = backfill_flow(
-        input_dir=args.input_dir, out_dir=args.out, patterns=args.patterns, config=config.to_dict(),
-        workers=args.workers, dask=args.dask, force=args.force, batch_size=args.batch_size,
-    )
+    with owned_processes():  # the temporary API server too: it starts with the first flow call
+        result = backfill_flow(
+            input_dir=args.input_dir, out_dir=args.out, patterns=args.patterns, config=config.to_dict(),
+            workers=args.workers, dask=args.dask, force=args.force, batch_size=args.batch_size,
+        )
     if args.json:
         print(json.dumps(result, indent=2))
     else:
@@ -128,7 +130,10 @@ def cmd_flow_run(args: argparse.Namespace) -> int:
     missing = [n for n, p in sig.parameters.items() if p.default is inspect.Parameter.empty and n not in params]
     if missing:
         raise InputError(f"flow {args.name} needs --param {' --param '.join(m + '=...' for m in missing)}")
-    result = flow(**params)
+    from flows.lifetime import owned_processes
+
+    with owned_processes():
+        result = flow(**params)
     print(json.dumps(result, indent=2, default=str))
     if isinstance(result, dict) and result.get("failed"):
         return 1
