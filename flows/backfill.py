@@ -16,6 +16,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from flows.gpu import gpu_slot
+from flows.lifetime import owned_processes
 from flows.runtime import (
     EXTRACTION_TASK_OPTIONS,
     make_task_runner,
@@ -100,7 +101,9 @@ def backfill_flow(
                 "root": str(input_dir), "force": force, "label": f"{n}/{len(batches)} {first}",
             }
 
-        with shared_api_for_workers(), make_task_runner(workers, dask) as runner:
+        # owned_processes: the pool's or local cluster's workers end with this process, also
+        # when the flow runs under a Prefect worker or `mmpipe serve` rather than the CLI.
+        with owned_processes(), shared_api_for_workers(), make_task_runner(workers, dask) as runner:
             for (n, batch), future in submit_windowed(
                 runner, extract_batch, numbered, parameters, WINDOW_PER_WORKER * max(1, workers)
             ):

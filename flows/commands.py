@@ -35,6 +35,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--dask", nargs="?", const="local", default=None, metavar="ADDRESS",
                    help="run on Dask: a local cluster of --workers processes, or the scheduler at ADDRESS "
                    "(tcp://host:8786); put it after DIR or write --dask=ADDRESS")
+    p.add_argument("--dask-dashboard", metavar="HOST:PORT",
+                   help="where the local Dask cluster's dashboard listens (default 127.0.0.1 on a free port, "
+                   "this machine only; 0.0.0.0:8787 to reach it from other hosts; off for none)")
     p.add_argument("--batch-size", type=int, help="videos per task (default: chosen from the count and workers)")
     p.add_argument("--force", action="store_true", help="re-extract even up-to-date videos")
     p.add_argument("--json", action="store_true", help="print the run report as JSON")
@@ -91,13 +94,19 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         raise InputError("--workers must be at least 1")
     config = config_from_args(args)
     _prefect_logging(args.quiet)
+    if args.dask_dashboard:
+        from flows.runtime import DASHBOARD_ENV
+
+        os.environ[DASHBOARD_ENV] = args.dask_dashboard
     from flows.backfill import backfill_flow
+    from flows.lifetime import owned_processes
     from pipeline.batch import FAILURES_LOG, Failure, format_failures
 
-    result = backfill_flow(
-        input_dir=args.input_dir, out_dir=args.out, patterns=args.patterns, config=config.to_dict(),
-        workers=args.workers, dask=args.dask, force=args.force, batch_size=args.batch_size,
-    )
+    with owned_processes():  # the temporary API server too: it starts with the first flow call
+        result = backfill_flow(
+            input_dir=args.input_dir, out_dir=args.out, patterns=args.patterns, config=config.to_dict(),
+            workers=args.workers, dask=args.dask, force=args.force, batch_size=args.batch_size,
+        )
     if args.json:
         print(json.dumps(result, indent=2))
     else:
@@ -121,7 +130,10 @@ def cmd_flow_run(args: argparse.Namespace) -> int:
     missing = [n for n, p in sig.parameters.items() if p.default is inspect.Parameter.empty and n not in params]
     if missing:
         raise InputError(f"flow {args.name} needs --param {' --param '.join(m + '=...' for m in missing)}")
-    result = flow(**params)
+    from flows.lifetime import owned_processes
+
+    with owned_processes():
+        result = flow(**params)
     print(json.dumps(result, indent=2, default=str))
     if isinstance(result, dict) and result.get("failed"):
         return 1

@@ -17,6 +17,9 @@ from pipeline.errors import InputError, MmpipeError
 
 T = TypeVar("T")
 LOCAL_DASK = "local"
+LOOPBACK = "127.0.0.1"
+DASHBOARD_ENV = "MMPIPE_DASK_DASHBOARD"
+DEFAULT_DASHBOARD = f"{LOOPBACK}:0"  # this machine only, any free port
 RUN_LOGGERS = ("prefect.flow_runs", "prefect.task_runs")
 
 
@@ -101,7 +104,8 @@ def make_task_runner(workers: int = 1, dask: str | None = None) -> TaskRunner:
                     "n_workers": workers,
                     "threads_per_worker": 1,
                     "processes": True,
-                    "dashboard_address": ":0",
+                    "host": LOOPBACK,  # scheduler, nannies and workers: nobody else needs them
+                    "dashboard_address": dashboard_address(),
                 }
             )
         if "://" not in dask and ":" not in dask:
@@ -110,6 +114,14 @@ def make_task_runner(workers: int = 1, dask: str | None = None) -> TaskRunner:
     if workers == 1:
         return ThreadPoolTaskRunner(max_workers=1)
     return ProcessPoolTaskRunner(max_workers=workers)
+
+
+def dashboard_address() -> str | None:
+    """Where a local Dask cluster's dashboard listens: loopback unless the user asks otherwise
+    with ``MMPIPE_DASK_DASHBOARD`` (``--dask-dashboard``): ``0.0.0.0:8787`` to reach it from
+    other hosts, ``off`` for none. Dask's own default, ``:8787``, is every interface."""
+    value = os.environ.get(DASHBOARD_ENV, "").strip() or DEFAULT_DASHBOARD
+    return None if value.lower() in ("off", "none", "no", "false") else value
 
 
 def runner_label(workers: int, dask: str | None) -> str:
