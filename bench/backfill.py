@@ -1,5 +1,5 @@
 """Backfill throughput and the cost of orchestration: the same clips through the plain library
-(``pipeline.batch.backfill``) and through the Prefect ``backfill`` flow, with 1 and 2 workers.
+(``pipeline.backfill.backfill``) and through the Prefect ``backfill`` flow, with 1 and 2 workers.
 
     python bench/backfill.py [--clips 20] [--workers 1 2] [--modes direct embedded server]
                              [--face-fps 15] [--asr-model tiny.en]
@@ -50,7 +50,7 @@ def run_once(mode: str, workers: int, clips: str, out: str, config: str) -> None
     sys.path.insert(0, str(ROOT))
     cfg = json.loads(config)
     if mode == "direct":
-        from pipeline.batch import backfill
+        from pipeline.backfill import backfill
 
         t1 = time.perf_counter()
         result = backfill(clips, out, cfg, workers=workers).to_dict()

@@ -37,9 +37,11 @@ TARGETS = {"cold start": 10.0, "8 s clip end to end": 15.0}
 COLD_SCRIPT = r"""
 import json, sys, time
 t0 = time.perf_counter()
-import pipeline.cli, mmlatch.score_command as sc
-from mmlatch.score_command import score_videos
-import torch, pipeline.extract, mmlatch.score
+import flows.cli
+from flows.environment import prepare_process
+prepare_process()
+from mmlatch.score import score_videos
+import torch, pipeline.extract
 t_import = time.perf_counter() - t0
 args = json.loads(sys.argv[1])
 t1 = time.perf_counter()
@@ -80,7 +82,7 @@ def children_cpu() -> float:
 
 def end_to_end(clip: Path, checkpoint: str | None, features: Path) -> tuple[float, float, dict]:
     """(wall s, CPU s of the process, its --json output)."""
-    cmd = [sys.executable, "-m", "pipeline.cli", "score", str(clip), "--json", "--features-dir", str(features)]
+    cmd = [sys.executable, "-m", "flows.cli", "score", str(clip), "--json", "--features-dir", str(features)]
     if checkpoint:
         cmd += ["--checkpoint", checkpoint]
     cpu0, t0 = children_cpu(), time.perf_counter()

@@ -16,13 +16,18 @@ import platform
 import sys
 import time
 
-import numpy as np
-import torch
+from pathlib import Path
 
-from mmlatch.inference import amp_dtype, predict, resolve_device
-from mmlatch.model import MMLatch, ModelConfig, count_parameters
-from mmlatch.synthetic import CMU_DIMS, synthetic_dataset
-from mmlatch.train import train_epoch
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the synthetic data lives with the tests
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from mmlatch.inference import amp_dtype, predict, resolve_device  # noqa: E402
+from mmlatch.model import MMLatch, ModelConfig, count_parameters  # noqa: E402
+from mmlatch.train import train_epoch  # noqa: E402
+from tests.synthetic import CMU_DIMS, synthetic_dataset  # noqa: E402
 
 MOSEI_TRAIN_UTTERANCES = 16_326
 

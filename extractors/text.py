@@ -33,7 +33,6 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-import pipeline  # noqa: F401  (sets HF_HUB_OFFLINE before transformers is imported)
 from extractors.base import Clip, WordExtractor
 from pipeline.config import TextConfig
 from pipeline.errors import ModelError

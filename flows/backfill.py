@@ -1,14 +1,15 @@
 """``backfill``: a folder of videos -> a Parquet file for every video not yet done.
 
-Wraps ``pipeline.batch``: discovery, batching, failure records and the skip-if-done rule all
-live there (``pipeline.batch.backfill`` is the same job without Prefect). This flow adds a
-bounded window of batch tasks on a thread / process-pool / Dask task runner, retries for
-transient errors only, a GPU slot per device, and a table artifact of the failures.
+The work is ``pipeline.backfill.backfill`` (discovery, refused shared outputs, batching, the
+failures log, the skip-if-done rule); this flow hands it a way to run the batches: Prefect tasks
+on a thread / process-pool / Dask task runner, at most a window of them in flight, retried on
+transient errors only, with a GPU slot per device, plus a table artifact of the failures. The
+task runner's worker processes are tied to this run (``flows.lifetime``).
 """
 
 from __future__ import annotations
 
-import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,37 +21,20 @@ from flows.lifetime import owned_processes
 from flows.runtime import (
     EXTRACTION_TASK_OPTIONS,
     make_task_runner,
+    quiet_expected_errors,
     runner_label,
     shared_api_for_workers,
     submit_windowed,
 )
-from pipeline.batch import (
-    BackfillReport,
-    VideoOutcome,
-    claim_outputs,
-    discover_videos,
-    make_batches,
-    outcomes_for_lost_batch,
-    plan_batch_size,
-    process_batch,
-    resolve_config,
-    sweep_stale_temp_files,
-    write_failures_log,
-)
-from pipeline.config import ExtractConfig
-from pipeline.files import writable_folder
+from pipeline.backfill import FAILURES_LOG, Batch, BackfillReport, VideoOutcome, backfill, outcomes_for_lost_batch
 
 WINDOW_PER_WORKER = 2  # batch task runs in flight per worker: one running, one queued
 
 
-@task(name="extract-batch", task_run_name="batch {label}", **EXTRACTION_TASK_OPTIONS)
-def extract_batch(
-    videos: list[str], out_dir: str, config: dict, root: str, force: bool = False, label: str = ""
-) -> list[VideoOutcome]:
+@task(name="extract-batch", task_run_name="batch {batch.label}", **EXTRACTION_TASK_OPTIONS)
+def extract_batch(batch: Batch) -> list[VideoOutcome]:
     logger = get_run_logger()
-    outcomes = process_batch(
-        videos, out_dir, ExtractConfig.from_dict(config), root, force, guard=gpu_slot, raise_transient=True
-    )
+    outcomes = batch.run(guard=gpu_slot, raise_transient=True)
     for o in outcomes:
         if o.failure is not None:
             logger.warning("%s failed: %s", Path(o.video).name, o.failure.message)
@@ -59,6 +43,25 @@ def extract_batch(
         else:
             logger.info("%s %s in %.1fs", Path(o.video).name, o.status, o.seconds)
     return outcomes
+
+
+def task_runner_batches(workers: int, dask: str | None):
+    """Run batches as ``extract_batch`` tasks; a batch whose task failed for good (retries used
+    up, a worker died) is recorded video by video, and the rest carries on."""
+
+    def run(batches: Iterator[Batch]) -> Iterator[tuple[Batch, list[VideoOutcome]]]:
+        logger = get_run_logger()
+        with owned_processes(), shared_api_for_workers(), make_task_runner(workers, dask) as runner:
+            window = WINDOW_PER_WORKER * max(1, workers)
+            for batch, future in submit_windowed(runner, extract_batch, batches, lambda b: {"batch": b}, window):
+                try:
+                    outcomes = future.result()
+                except Exception as err:  # retries used up or a worker died: record, go on
+                    outcomes = outcomes_for_lost_batch(batch.videos, err)
+                logger.info("batch %s finished", batch.label)
+                yield batch, outcomes
+
+    return run
 
 
 @flow(name="backfill", log_prints=True)
@@ -78,46 +81,14 @@ def backfill_flow(
     ``workers``: parallel batch tasks. ``dask``: "local" for a local Dask cluster of ``workers``
     processes, or the address of an existing scheduler. Returns the run's counts and failures.
     """
+    quiet_expected_errors()
     logger = get_run_logger()
-    t0 = time.perf_counter()
-    cfg = resolve_config(config)
-    videos = discover_videos(input_dir, patterns, exclude=[out_dir])
-    writable_folder(out_dir)
-    sweep_stale_temp_files(out_dir)
-    videos, clashing = claim_outputs(videos, out_dir, input_dir)
-    batches = make_batches([str(v) for v in videos], batch_size or plan_batch_size(len(videos), workers))
-    report = BackfillReport(str(input_dir), str(out_dir), workers=workers, runner=runner_label(workers, dask),
-                            outcomes=clashing)
-    logger.info("%d videos in %d batches on %s", len(videos), len(batches), report.runner)
-
-    if batches:
-        numbered = list(enumerate(batches, 1))
-
-        def parameters(item: tuple[int, list[str]]) -> dict[str, Any]:
-            n, batch = item
-            first = Path(batch[0]).name + (f" +{len(batch) - 1}" if len(batch) > 1 else "")
-            return {
-                "videos": batch, "out_dir": str(out_dir), "config": cfg.to_dict(),
-                "root": str(input_dir), "force": force, "label": f"{n}/{len(batches)} {first}",
-            }
-
-        # owned_processes: the pool's or local cluster's workers end with this process, also
-        # when the flow runs under a Prefect worker or `mmpipe serve` rather than the CLI.
-        with owned_processes(), shared_api_for_workers(), make_task_runner(workers, dask) as runner:
-            for (n, batch), future in submit_windowed(
-                runner, extract_batch, numbered, parameters, WINDOW_PER_WORKER * max(1, workers)
-            ):
-                try:
-                    outcomes = future.result()
-                except Exception as err:  # retries used up or a worker died: record, go on
-                    outcomes = outcomes_for_lost_batch(batch, err)
-                report.outcomes.extend(outcomes)
-                logger.info("batch %d/%d finished (%d/%d videos)", n, len(batches), len(report.outcomes), len(videos) + len(clashing))
-
-    report.wall_s = time.perf_counter() - t0
-    log_path = write_failures_log(report)
+    report = backfill(
+        input_dir, out_dir, config, patterns, workers, force=force, batch_size=batch_size,
+        run_batches=task_runner_batches(workers, dask), runner=runner_label(workers, dask),
+    )
     publish_report(report)
-    logger.info("%s; failures log: %s", report.summary_line(), log_path)
+    logger.info("%s; failures log: %s", report.summary_line(), Path(out_dir) / FAILURES_LOG)
     return report.to_dict()
 
 
@@ -134,9 +105,9 @@ def publish_report(report: BackfillReport) -> None:
         key="backfill-summary",
         markdown=(
             f"### Backfill of `{report.input_dir}` -> `{report.out_dir}`\n\n"
-            f"| videos | extracted | up to date | failed | wall s | videos/min | x real time |\n"
-            f"|---|---|---|---|---|---|---|\n"
-            f"| {c['videos']} | {c['done']} | {c['skipped']} | {c['failed']} | {report.wall_s:.1f} "
+            f"| videos | extracted | up to date | in another run | failed | wall s | videos/min | x real time |\n"
+            f"|---|---|---|---|---|---|---|---|\n"
+            f"| {c['videos']} | {c['done']} | {c['skipped']} | {c['elsewhere']} | {c['failed']} | {report.wall_s:.1f} "
             f"| {report.videos_per_min:.1f} | {report.realtime_factor:.2f} |\n"
         ),
         description=report.summary_line(),

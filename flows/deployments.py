@@ -6,14 +6,22 @@
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
-FLOWS: dict[str, str] = {
-    "extract-video": "flows.extract:extract_video_flow",
-    "backfill": "flows.backfill:backfill_flow",
-    "train": "flows.train:train_flow",
-    "score": "flows.score:score_flow",
+from prefect import serve
+from prefect.settings import get_current_settings
+
+from flows.backfill import backfill_flow
+from flows.extract import extract_video_flow
+from flows.score import score_flow
+from flows.train import train_flow
+from pipeline.errors import InputError, MmpipeError
+
+FLOWS = {
+    "extract-video": extract_video_flow,
+    "backfill": backfill_flow,
+    "train": train_flow,
+    "score": score_flow,
 }
 SERVE_DEPLOYMENT = "serve"
 POOL_DEPLOYMENT = "pool"
@@ -21,26 +29,18 @@ POOL_NAME = "mmpipe-process"
 
 
 def load_flow(name: str):
-    from pipeline.errors import InputError
-
     if name not in FLOWS:
         raise InputError(f"unknown flow {name!r}; choose from {', '.join(FLOWS)}")
-    module, attr = FLOWS[name].split(":")
-    return getattr(importlib.import_module(module), attr)
+    return FLOWS[name]
 
 
 def served_deployments(name: str = SERVE_DEPLOYMENT) -> list[Any]:
-    flows = [load_flow(flow_name) for flow_name in FLOWS]
-    return [f.to_deployment(name=name, tags=["mmpipe"], description=f.description) for f in flows]
+    return [f.to_deployment(name=name, tags=["mmpipe"], description=f.description) for f in FLOWS.values()]
 
 
 def require_server() -> str:
     """Serving needs a server others can reach: an ephemeral one dies with this process and
     nobody else could trigger runs on it."""
-    from prefect.settings import get_current_settings
-
-    from pipeline.errors import MmpipeError
-
     url = get_current_settings().api.url
     if not url:
         raise MmpipeError(
@@ -53,7 +53,5 @@ def require_server() -> str:
 def serve_all(limit: int | None = None) -> None:
     """Serve every flow's deployment; runs execute as subprocesses of this one, at most
     ``limit`` at a time. Stops on Ctrl-C / SIGTERM."""
-    from prefect import serve
-
     require_server()
     serve(*served_deployments(), limit=limit)

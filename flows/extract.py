@@ -7,14 +7,13 @@ from typing import Any
 from prefect import flow, task
 
 from flows.gpu import gpu_slot
-from flows.runtime import EXTRACTION_TASK_OPTIONS
-from pipeline.batch import resolve_config
+from flows.runtime import EXTRACTION_TASK_OPTIONS, quiet_expected_errors
+from pipeline.backfill import resolve_config
+from pipeline.extract import extract_video
 
 
 @task(name="extract", **EXTRACTION_TASK_OPTIONS)
 def extract_task(video: str, out_dir: str, config: dict, transcript: str | None, force: bool) -> dict[str, Any]:
-    from pipeline.extract import extract_video
-
     with gpu_slot():
         result = extract_video(video, out_dir, resolve_config(config), transcript, force=force)
     return {
@@ -23,7 +22,7 @@ def extract_task(video: str, out_dir: str, config: dict, transcript: str | None,
         "video_id": result.video_id,
         "skipped": result.skipped,
         "summary": result.summary,
-        "warnings": list(getattr(result, "warnings", [])),
+        "warnings": list(result.warnings),
     }
 
 
@@ -39,4 +38,5 @@ def extract_video_flow(
 
     ``config``: extraction settings as sections or dotted keys ({"words.asr_model": "tiny.en"}).
     """
+    quiet_expected_errors()
     return extract_task(video, out_dir, resolve_config(config).to_dict(), transcript, force)

@@ -12,13 +12,13 @@ from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
 
-from pipeline.batch import is_transient
+from flows.environment import DASHBOARD_ENV
+from pipeline.backfill import is_transient
 from pipeline.errors import InputError, MmpipeError
 
 T = TypeVar("T")
 LOCAL_DASK = "local"
 LOOPBACK = "127.0.0.1"
-DASHBOARD_ENV = "MMPIPE_DASK_DASHBOARD"
 DEFAULT_DASHBOARD = f"{LOOPBACK}:0"  # this machine only, any free port
 RUN_LOGGERS = ("prefect.flow_runs", "prefect.task_runs")
 
@@ -35,13 +35,11 @@ class ExpectedErrorsInOneLine(logging.Filter):
 
 
 def quiet_expected_errors() -> None:
+    """Called at the start of every flow: wherever it runs (CLI, a worker, a served run)."""
     for name in RUN_LOGGERS:
         logger = logging.getLogger(name)
         if not any(isinstance(f, ExpectedErrorsInOneLine) for f in logger.filters):
             logger.addFilter(ExpectedErrorsInOneLine())
-
-
-quiet_expected_errors()  # wherever flows run: CLI, workers, served runs, task subprocesses
 
 
 def retry_if_transient(task, task_run, state) -> bool:

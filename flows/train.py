@@ -11,15 +11,14 @@ from typing import Any
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-import flows.runtime  # noqa: F401 - expected errors logged in one line
 from flows.gpu import gpu_slot
+from flows.runtime import quiet_expected_errors
+from mmlatch.train import TrainConfig, train
 from pipeline.errors import InputError
 
 
-def train_config(values: dict[str, Any] | None):
+def train_config(values: dict[str, Any] | None) -> TrainConfig:
     """Flow parameters arrive as JSON: map them onto ``TrainConfig`` and name unknown keys."""
-    from mmlatch.train import TrainConfig
-
     values = dict(values or {})
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(values) - known)
@@ -54,8 +53,7 @@ def train_flow(
 ) -> dict[str, Any]:
     """Train MMLatch on a feature store and a labels CSV; ``config`` holds TrainConfig fields
     ({"epochs": 20, "seeds": [0, 1, 2]})."""
-    from mmlatch.train import train
-
+    quiet_expected_errors()
     cfg = train_config(config)
     with gpu_slot():
         report = train(Path(features), Path(labels), Path(out), cfg)

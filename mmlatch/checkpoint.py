@@ -22,15 +22,26 @@ from safetensors.torch import load_file, save_file
 import pipeline
 from pipeline.errors import ModelError
 from pipeline.schema import FeatureSchema
-from pipeline.store import atomic_write
+from pipeline.files import atomic_write
 
 from mmlatch.data import Normalisation
 from mmlatch.inference import resolve_device
 from mmlatch.model import MMLatch, ModelConfig
 
+STARTER_DIR = Path(__file__).resolve().parent / "starter"  # the model installed with mmpipe
 FORMAT = "mmpipe-mmlatch"
 FORMAT_VERSION = 1
 WEIGHTS, META = "model.safetensors", "model.json"
+
+
+def default_checkpoint() -> Path:
+    """The starter model installed with the package (``mmlatch/starter/``)."""
+    if not (STARTER_DIR / "model.json").is_file() or not (STARTER_DIR / "model.safetensors").is_file():
+        raise ModelError(
+            "no default model is installed (mmlatch/starter/ has no model.json + model.safetensors); "
+            "pass --checkpoint DIR, or train one with `mmpipe train`"
+        )
+    return STARTER_DIR
 
 
 @dataclass

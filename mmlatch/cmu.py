@@ -23,7 +23,6 @@ paper's inputs through exactly the code that trains on our own extracted feature
 from __future__ import annotations
 
 import ast
-import csv
 import hashlib
 import json
 import pickle
@@ -41,9 +40,9 @@ import pyarrow.parquet as pq
 from pipeline.errors import InputError
 from pipeline.records import Utterance, Word, WordFeatures
 from pipeline.schema import MODALITIES, FeatureSchema, ModalitySpec, StoreMetadata
-from pipeline.store import atomic_write, feature_table, write_table
+from pipeline.store import feature_table, write_table
 
-from mmlatch.data import SPLIT_ALIASES
+from mmlatch.labels import SPLIT_ALIASES, write_labels
 
 EPSILON = 1e-5  # the SDK's interval tolerance (10e-6)
 PAUSE_TOKENS = {"sp"}
@@ -399,30 +398,10 @@ def _config_hash(data: dict) -> str:
 
 def _finish(report, labels_out, rows):
     """Write the labels table and count labelled utterances per split."""
-    _write_labels(labels_out, rows)
+    write_labels(labels_out, rows)
     for _, _, _, split in rows:
         report.labelled[split] = report.labelled.get(split, 0) + 1
     return report
-
-
-def _write_labels(path: Path, rows: list[tuple[str, int, float, str]]) -> None:
-    if path.suffix.lower() == ".parquet":
-        table = pa.table({
-            "video_id": pa.array([r[0] for r in rows], pa.string()),
-            "utterance_id": pa.array([r[1] for r in rows], pa.int64()),
-            "score": pa.array([r[2] for r in rows], pa.float64()),
-            "split": pa.array([r[3] for r in rows], pa.string()),
-        })
-        atomic_write(path, lambda tmp: pq.write_table(table, tmp))
-        return
-
-    def write_csv(tmp):
-        with open(tmp, "w", newline="", encoding="utf-8") as fh:
-            w = csv.writer(fh)
-            w.writerow(["video_id", "utterance_id", "score", "split"])
-            w.writerows((v, u, f"{s:.6g}", sp) for v, u, s, sp in rows)
-
-    atomic_write(path, write_csv)
 
 
 # ------------------------------------------------------------------------------ aligned pickles

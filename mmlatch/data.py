@@ -9,8 +9,7 @@ model ignores padding, so batch company does not change a score either).
 With a device given, the matrices are uploaded once and batches are gathered on the device: a
 training step moves only the batch's row indices and lengths.
 
-Labels table: CSV or Parquet with columns ``video_id, utterance_id, score, split``; scores in
-[-3, 3]; split one of train / valid / test (dev, val, validation also read as valid).
+Labels come from ``mmlatch.labels``.
 """
 
 from __future__ import annotations
@@ -21,91 +20,13 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 import torch
 
 from pipeline.errors import InputError
 from pipeline.schema import MODALITIES, FeatureSchema
 from pipeline.store import VideoFeatures, read_video, store_files
 
-SPLITS = ("train", "valid", "test")
-SPLIT_ALIASES = {"train": "train", "valid": "valid", "dev": "valid", "val": "valid", "validation": "valid", "test": "test"}
-LABEL_COLUMNS = ("video_id", "utterance_id", "score", "split")
-
-
-# ---------------------------------------------------------------------------------------- labels
-
-
-@dataclass
-class LabelTable:
-    video_id: list[str]
-    utterance_id: np.ndarray  # (N,) int64
-    score: np.ndarray  # (N,) float32 in [-3, 3]
-    split: list[str]  # train | valid | test
-
-    def __len__(self) -> int:
-        return len(self.video_id)
-
-    def lookup(self) -> dict[tuple[str, int], tuple[float, str]]:
-        return {
-            (v, int(u)): (float(s), sp)
-            for v, u, s, sp in zip(self.video_id, self.utterance_id, self.score, self.split)
-        }
-
-
-def read_labels(path: str | Path) -> LabelTable:
-    """Read and validate a labels table; any problem is an ``InputError`` naming the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError("labels file not found", str(path))
-    try:
-        if path.suffix.lower() == ".parquet":
-            table = pq.read_table(path)
-        else:
-            table = pacsv.read_csv(
-                path,
-                convert_options=pacsv.ConvertOptions(
-                    column_types={"video_id": pa.string(), "split": pa.string()}
-                ),
-            )
-    except (pa.ArrowException, OSError) as exc:
-        raise InputError(f"cannot read labels table ({str(exc).splitlines()[0]})", str(path)) from None
-    missing = [c for c in LABEL_COLUMNS if c not in table.column_names]
-    if missing:
-        raise InputError(
-            f"labels table lacks column(s) {', '.join(missing)} (needs {', '.join(LABEL_COLUMNS)})", str(path)
-        )
-    try:
-        video_id = [str(v) for v in table.column("video_id").cast(pa.string()).to_pylist()]
-        utterance_id = np.asarray(table.column("utterance_id").cast(pa.int64()).to_numpy(zero_copy_only=False))
-        score = np.asarray(table.column("score").cast(pa.float64()).to_numpy(zero_copy_only=False), np.float64)
-        raw_split = table.column("split").cast(pa.string()).to_pylist()
-    except (pa.ArrowException, TypeError, ValueError) as exc:
-        raise InputError(f"labels table has a malformed column ({str(exc).splitlines()[0]})", str(path)) from None
-    if not np.isfinite(score).all():
-        raise InputError(f"{int((~np.isfinite(score)).sum())} label score(s) are missing or not finite", str(path))
-    outside = np.abs(score) > 3 + 1e-6
-    if outside.any():
-        k = int(np.argmax(outside))
-        raise InputError(
-            f"{int(outside.sum())} score(s) outside [-3, 3], e.g. {score[k]:g} for {video_id[k]}/{utterance_id[k]}",
-            str(path),
-        )
-    split = []
-    for s in raw_split:
-        key = (s or "").strip().lower()
-        if key not in SPLIT_ALIASES:
-            raise InputError(f"unknown split {s!r} (use train, valid or test)", str(path))
-        split.append(SPLIT_ALIASES[key])
-    seen: set[tuple[str, int]] = set()
-    for v, u in zip(video_id, utterance_id):
-        if (v, int(u)) in seen:
-            raise InputError(f"utterance {v}/{int(u)} is labelled twice", str(path))
-        seen.add((v, int(u)))
-    return LabelTable(video_id, utterance_id.astype(np.int64), score.astype(np.float32), split)
-
+from mmlatch.labels import LabelTable, read_labels
 
 # ---------------------------------------------------------------------------------- normalisation
 

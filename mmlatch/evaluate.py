@@ -6,7 +6,8 @@ from pathlib import Path
 
 from pipeline.errors import InputError, ModelError
 from mmlatch.checkpoint import LoadedCheckpoint, load_checkpoint
-from mmlatch.data import SPLITS, SPLIT_ALIASES, load_dataset
+from mmlatch.data import load_dataset
+from mmlatch.labels import SPLIT_ALIASES, SPLITS
 from mmlatch.inference import predict
 from mmlatch.metrics import format_table, regression_metrics
 

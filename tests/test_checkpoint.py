@@ -14,7 +14,7 @@ from pipeline.schema import FeatureSchema, ModalitySpec
 from mmlatch.checkpoint import load_checkpoint, save_checkpoint
 from mmlatch.data import Normalisation
 from mmlatch.model import MMLatch, ModelConfig
-from mmlatch.synthetic import synthetic_schema
+from tests.synthetic import synthetic_schema
 
 DIMS = {"text": 10, "audio": 6, "vision": 4}
 

@@ -56,7 +56,7 @@ def test_the_claim_of_a_killed_process_blocks_nobody(tmp_path):
 
 BACKFILL = (
     "import json, sys\n"
-    "from pipeline.batch import backfill\n"
+    "from pipeline.backfill import backfill\n"
     "r = backfill(sys.argv[1], sys.argv[2], {'facial.fps': 5.0})\n"
     "print(json.dumps({o.video: o.status for o in r.outcomes}))\n"
 )

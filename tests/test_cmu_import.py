@@ -16,7 +16,8 @@ import pytest
 from pipeline.errors import InputError
 from pipeline.store import read_metadata, read_video, store_files
 from mmlatch.cmu import average_over_words, import_csd, import_pickle, read_folds
-from mmlatch.data import load_dataset, read_labels
+from mmlatch.data import load_dataset
+from mmlatch.labels import read_labels
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -17,10 +17,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pipeline.batch import FAILURES_LOG
+from pipeline.backfill import FAILURES_LOG
 from pipeline.store import read_metadata
 from tests.conftest import ROOT
-from tests.test_batch import FAST, GOOD, make_clip_dir, outputs
+from tests.test_backfill import FAST, GOOD, make_clip_dir, outputs
 
 pytestmark = pytest.mark.slow
 
@@ -116,7 +116,7 @@ def test_deploy_and_run_on_a_local_server_then_serve(tmp_path):
         found = httpx.post(f"{api}/artifacts/filter", json={"artifacts": {"key": {"any_": ["backfill-failures"]}}}).json()
         assert any("broken.mp4" in json.dumps(a["data"]) for a in found)
 
-        procs.start("serve", sys.executable, "-m", "pipeline.cli", "serve")
+        procs.start("serve", sys.executable, "-m", "flows.cli", "serve")
         wait_for(f"{api}/deployments/name/extract-video/serve", 120, "mmpipe serve", procs, "serve")
         single = tmp_path / "served"
         ran = procs.run(

@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline import cli
+from flows import cli
 from pipeline.config import ExtractConfig
 from pipeline.extract import extract_video, is_up_to_date
 from pipeline.schema import MODALITIES
@@ -30,7 +30,7 @@ FAST = ExtractConfig().with_overrides({"facial.fps": 10.0})
 
 def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", *args],
+        [sys.executable, "-m", "flows.cli", *args],
         cwd=ROOT, capture_output=True, text=True, timeout=timeout,
     )
 

@@ -17,7 +17,7 @@ import pytest
 
 import pipeline.media
 import pipeline.store
-from pipeline import cli
+from flows import cli
 from tests.conftest import VIDEOS
 
 CLIP = VIDEOS / "retalking_face_5.mp4"

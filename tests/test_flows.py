@@ -34,12 +34,12 @@ import pipeline.extract as extract_module  # noqa: E402
 from flows.backfill import backfill_flow  # noqa: E402
 from flows.gpu import gpu_slot, limit_name  # noqa: E402
 from flows.runtime import retry_if_transient  # noqa: E402
-from pipeline.batch import FAILURES_LOG  # noqa: E402
-from pipeline.cli import main  # noqa: E402
+from pipeline.backfill import FAILURES_LOG  # noqa: E402
+from flows.cli import main  # noqa: E402
 from pipeline.errors import InputError, TransientError  # noqa: E402
 from pipeline.store import read_video, store_files  # noqa: E402
 from tests.conftest import ROOT, VIDEOS  # noqa: E402
-from tests.test_batch import FAST, GOOD, make_clip_dir, outputs  # noqa: E402
+from tests.test_backfill import FAST, GOOD, make_clip_dir, outputs  # noqa: E402
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -138,7 +138,7 @@ def test_killed_backfill_resumes_without_duplicates_or_torn_files(tmp_path):
     # Its own Prefect home, in folders that do not exist yet, as in a fresh checkout (a CI run
     # once failed here: Prefect makes its home without parents, so its database could not open).
     env["PREFECT_HOME"] = str(tmp_path / "fresh" / "prefect-home")
-    cmd = [sys.executable, "-m", "pipeline.cli", "backfill", str(clips), "--out", str(out), "--workers", "2",
+    cmd = [sys.executable, "-m", "flows.cli", "backfill", str(clips), "--out", str(out), "--workers", "2",
            "--face-fps", "5", "--asr-model", "tiny.en", "--quiet"]  # a process pool, killed with its workers
     log = tmp_path / "killed_run.log"
     with open(log, "wb") as log_fh:
@@ -212,7 +212,7 @@ def test_gpu_steps_take_turns_on_one_device_and_cpu_needs_no_slot():
 
 
 def test_train_and_score_flows_publish_artifacts(tmp_path):
-    from mmlatch.synthetic import write_synthetic_store
+    from tests.synthetic import write_synthetic_store
 
     from flows.score import score_flow
     from flows.train import train_flow

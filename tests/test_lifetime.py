@@ -23,7 +23,7 @@ psutil = pytest.importorskip("psutil")
 from flows import lifetime  # noqa: E402
 from flows.lifetime import GRACE_S, MARKER, owner_token  # noqa: E402
 from tests.conftest import ROOT, VIDEOS  # noqa: E402
-from tests.test_batch import TALK_TEXT  # noqa: E402
+from tests.test_backfill import TALK_TEXT  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not lifetime.supported(), reason="the guardian needs Linux /proc")
 
@@ -217,7 +217,7 @@ def test_a_killed_backfill_leaves_no_process_behind(tmp_path, how):
     clips = clip_dir(tmp_path, 4)
     env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", MARKER)}  # ephemeral mode
     env["PREFECT_HOME"] = str(tmp_path / "prefect-home")
-    cmd = [sys.executable, "-m", "pipeline.cli", "backfill", str(clips), "--out", str(tmp_path / "out"),
+    cmd = [sys.executable, "-m", "flows.cli", "backfill", str(clips), "--out", str(tmp_path / "out"),
            "--face-fps", "5", "--asr-model", "tiny.en"] + (["--workers", "2", "--dask"] if dask else [])
     log = tmp_path / "run.log"
     with open(log, "wb") as fh:

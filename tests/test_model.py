@@ -8,7 +8,7 @@ import torch
 
 from mmlatch.data import load_dataset
 from mmlatch.model import MMLatch, ModelConfig, count_parameters
-from mmlatch.synthetic import write_synthetic_store
+from tests.synthetic import write_synthetic_store
 
 SMALL = dict(text_dim=12, audio_dim=7, vision_dim=5, hidden=16)
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline import cli
-from pipeline.batch import backfill
+from flows import cli
+from pipeline.backfill import backfill
 from pipeline.config import ExtractConfig
 from pipeline.errors import OutputError
 from pipeline.extract import extract_video

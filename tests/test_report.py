@@ -10,16 +10,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.report import (
+from mmlatch.report import (
     ReportInfo,
     UtteranceView,
     VideoView,
     WordView,
     diverging,
     render_report,
+    score_colour,
     timeline_svg,
     write_report,
 )
+from mmlatch.score import NEUTRAL_BAND
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
@@ -143,7 +145,6 @@ def test_report_renders_in_headless_chromium(tmp_path):
 
 
 def test_badge_colours_follow_the_labels():
-    from pipeline.report import NEUTRAL_BAND, score_colour
 
     def rgb(hex_colour: str) -> tuple[int, int, int]:
         return tuple(int(hex_colour[i : i + 2], 16) for i in (1, 3, 5))

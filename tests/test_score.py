@@ -21,8 +21,10 @@ import torch
 
 from mmlatch.checkpoint import load_checkpoint, save_checkpoint
 from mmlatch.model import MMLatch, ModelConfig
-from mmlatch.score_command import STARTER_DIR, explain_files
-from pipeline import cli
+import mmlatch.checkpoint
+from mmlatch.checkpoint import STARTER_DIR
+from mmlatch.explain import explain_files
+from flows import cli
 from pipeline.config import ExtractConfig
 from pipeline.errors import ModelError
 from pipeline.extract import extract_video
@@ -211,7 +213,7 @@ def test_checkpoint_schema_check(katie_features, checkpoint, tmp_path, capsys, f
     loaded = load_checkpoint(checkpoint, expect_schema=schema)  # fits the real features
     assert loaded.schema.dims == schema.dims
 
-    from mmlatch.synthetic import synthetic_schema
+    from tests.synthetic import synthetic_schema
 
     other = untrained_checkpoint(tmp_path / "other", synthetic_schema({"text": 16, "audio": 8, "vision": 6}))
     with pytest.raises(ModelError, match="features do not fit this model"):
@@ -226,9 +228,7 @@ def test_checkpoint_schema_check(katie_features, checkpoint, tmp_path, capsys, f
 def test_missing_checkpoints_are_one_line_errors(capsys, tmp_path, monkeypatch):
     code, _, err = score(capsys, str(KATIE), "--checkpoint", str(tmp_path / "nowhere"))
     assert code == 1 and "checkpoint not found" in err and len(err.strip().splitlines()) == 1
-    import mmlatch.score_command as sc
-
-    monkeypatch.setattr(sc, "STARTER_DIR", tmp_path / "starter")
+    monkeypatch.setattr(mmlatch.checkpoint, "STARTER_DIR", tmp_path / "starter")
     code, _, err = score(capsys, str(KATIE))
     assert code == 1 and "no default model is installed" in err and len(err.strip().splitlines()) == 1
 
@@ -238,7 +238,7 @@ def test_missing_checkpoints_are_one_line_errors(capsys, tmp_path, monkeypatch):
 
 def test_missing_file_via_the_real_command(tmp_path, checkpoint):
     missing = tmp_path / "missing.mp4"
-    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "score", str(missing), "--checkpoint", str(checkpoint)],
+    proc = subprocess.run([sys.executable, "-m", "flows.cli", "score", str(missing), "--checkpoint", str(checkpoint)],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and proc.stdout == ""
     assert proc.stderr.strip() == f"mmpipe: error: {missing}: file not found"

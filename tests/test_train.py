@@ -11,11 +11,12 @@ import pytest
 from pipeline.errors import InputError, MmpipeError, ModelError
 from pipeline.store import store_files
 from mmlatch.checkpoint import load_checkpoint
-from mmlatch.commands import register
-from mmlatch.data import load_dataset, read_labels
+from flows.cli.model import register
+from mmlatch.data import load_dataset
+from mmlatch.labels import read_labels
 from mmlatch.evaluate import evaluate
 from mmlatch.score import score_files, sentiment_label
-from mmlatch.synthetic import write_synthetic_store
+from tests.synthetic import write_synthetic_store
 from mmlatch.train import TrainConfig, train
 
 DIMS = {"text": 10, "audio": 6, "vision": 4}

@@ -278,7 +278,7 @@ def test_cli_names_the_bad_line_before_any_work(data_dir, tmp_path):
     out = tmp_path / "out"
     video = data_dir / "videos" / "retalking_face_5.mp4"
     proc = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "extract", str(video), "--transcript", str(bad), "--out", str(out)],
+        [sys.executable, "-m", "flows.cli", "extract", str(video), "--transcript", str(bad), "--out", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 1

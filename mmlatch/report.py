@@ -11,7 +11,7 @@ A sentiment score alone says little about *why*; the page shows three things nex
 
 Everything is inline (CSS and SVG drawn here, no script, no font or image fetched), so the file
 opens from disk, in a mail attachment or an air-gapped machine alike. The renderer reads plain
-view records (``VideoView``); ``mmlatch.score_command`` builds them from a scoring run.
+view records (``VideoView``); ``report_views`` builds them from a scoring run.
 """
 
 from __future__ import annotations
@@ -22,13 +22,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from pipeline.store import atomic_write
+from pipeline.files import atomic_write
+from pipeline.store import read_video
+
+from mmlatch.explain import TOP_FEATURES
+from mmlatch.score import NEUTRAL_BAND, ScoreRun
 
 MODALITY_TITLES = {"text": "text", "audio": "audio", "vision": "face"}
 MODALITY_COLOURS = {"text": "#4062bb", "audio": "#d2871e", "vision": "#8c4bb3"}
 SCORE_RANGE = 3.0
-# |score| below this is labelled neutral (mmlatch.score uses the same band for its labels).
-NEUTRAL_BAND = 0.5
 
 
 @dataclass
@@ -399,3 +401,66 @@ def write_report(path: str | Path, videos: list[VideoView], info: ReportInfo | N
     path = Path(path)
     atomic_write(path, lambda tmp: Path(tmp).write_text(page, encoding="utf-8"))
     return path
+
+
+# ---------------------------------------------------------------------------------------------
+# From a scoring run
+
+
+def report_views(run: ScoreRun) -> list[VideoView]:
+    """The report's view records, from the scores and (when computed) the explanations."""
+    views = []
+    for v in run.scored:
+        row = run.video_row(v.video_id)
+        if row is None:
+            continue
+        features = read_video(v.features)
+        words_of = {int(u): (w, s, e) for u, w, s, e in zip(features.utterance_ids, features.words, features.starts, features.ends)}
+        utterances = []
+        for u in run.utterances_of(v.video_id):
+            uid = u["utterance_id"]
+            ex = (run.explanations or {}).get((v.video_id, uid))
+            texts, starts, ends = words_of[uid]
+            word_views = [
+                WordView(
+                    t, float(s), float(e),
+                    contribution=ex.contributions[i] if ex else None,
+                    text_damped=ex.text_damped_per_word[i] if ex and ex.text_damped_per_word else None,
+                )
+                for i, (t, s, e) in enumerate(zip(texts, starts, ends))
+            ]
+            top = dict(ex.top_damped) if ex else {}
+            if ex and ex.text_damped_per_word:
+                # Text features are embedding dimensions with no meaning of their own: the
+                # damped unit a reader understands is the word.
+                order = sorted(range(len(texts)), key=lambda i: -ex.text_damped_per_word[i])
+                top["text"] = [(f'"{texts[i]}"', ex.text_damped_per_word[i]) for i in order[:TOP_FEATURES]]
+            utterances.append(UtteranceView(
+                uid, u["start"], u["end"], u["text"], u["score"], u["label"], word_views,
+                damped=dict(ex.damped) if ex else {}, top_damped=top,
+            ))
+        views.append(VideoView(v.video_id, v.video, row["duration"], row["score"], row["label"], utterances, v.warnings))
+    return views
+
+
+def report_info(run: ScoreRun) -> ReportInfo:
+    """What the checkpoint says about itself (training data, test figures, limit) for the
+    report's header, so a reader knows how far to trust the scores."""
+    meta = run.checkpoint.metadata or {}
+    training = meta.get("training") or {}
+    parts = [str(training[k]) for k in ("description", "labels") if training.get(k)]
+    if not parts and training.get("features"):
+        parts.append(f"features {training['features']}, labels {training.get('labels', '?')}")
+    metrics = meta.get("metrics") or {}
+    for name, figures in metrics.items():
+        # headline figures as the starter build records them, e.g. {"sst_test": {...}}
+        if name.endswith("test") and isinstance(figures, dict) and figures.get("binary_accuracy_nonneutral") is not None:
+            shown = [f"binary accuracy {100 * figures['binary_accuracy_nonneutral']:.1f}%"]
+            shown += [f"{label} {figures[key]:.3f}" for key, label in (("mae", "MAE"), ("pearson_r", "Pearson r"))
+                      if isinstance(figures.get(key), (int, float))]
+            parts.append(f"{name.replace('_', ' ')}: {', '.join(shown)}")
+    model = "MMLatch (top-down feedback)" if run.checkpoint.config.feedback else "late-fusion baseline (no feedback)"
+    return ReportInfo(
+        checkpoint=str(run.checkpoint.path), model=model, trained_on="; ".join(parts),
+        limits=str(training.get("limit") or training.get("limits") or ""),
+    )

@@ -1,4 +1,4 @@
-"""One-time preparation after install (``python -m pipeline.warmup``, run by scripts/setup.sh).
+"""One-time preparation after install (``python -m flows.warmup``, run by scripts/setup.sh).
 
 Pays the first-run costs up front so no user command waits on them: joins and verifies the
 Whisper base weights into the cache, verifies tiny.en, and fills librosa's numba cache. Each step
@@ -11,7 +11,10 @@ from __future__ import annotations
 import sys
 import time
 
-import pipeline  # noqa: F401  (sets NUMBA_CACHE_DIR before librosa is imported)
+import numpy as np
+
+from flows.environment import prepare_process
+from pipeline.asr import ensure_whisper_base, tiny_en_dir
 from pipeline.errors import MmpipeError
 
 
@@ -27,20 +30,16 @@ def _step(label: str, fn) -> bool:
 
 
 def _whisper_base() -> str:
-    from pipeline.asr import ensure_whisper_base
-
     return f"joined and verified at {ensure_whisper_base()}"
 
 
 def _tiny_en() -> str:
-    from pipeline.asr import tiny_en_dir
-
     return f"verified at {tiny_en_dir()}"
 
 
 def _numba() -> str:
-    import numpy as np
-
+    # Deferred: numba reads its cache location when librosa first imports it, after
+    # prepare_process() has set it.
     import librosa
 
     y = np.random.default_rng(0).standard_normal(16000).astype(np.float32) * 0.1
@@ -50,6 +49,7 @@ def _numba() -> str:
 
 
 def main() -> int:
+    prepare_process()
     ok = _step("whisper base", _whisper_base)
     ok = _step("whisper tiny.en", _tiny_en) and ok
     ok = _step("librosa", _numba) and ok

@@ -1,8 +1,7 @@
-"""The model half's CLI subcommands: ``train``, ``evaluate``, ``import-cmu``.
+"""``mmpipe train``, ``mmpipe evaluate`` and ``mmpipe import-cmu``: the model side's commands.
 
-``register(subparsers)`` adds them to the mmpipe parser; each sets ``func`` to a handler taking
-the parsed args and returning an exit code. Expected failures raise ``MmpipeError`` (the CLI
-prints its one line and exits 1).
+The handlers import the model side when they run: it pulls in torch (~1.5 s), which neither
+``mmpipe --help`` nor the extraction commands need.
 """
 
 from __future__ import annotations
@@ -10,6 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+
+from mmlatch.cmu import import_csd, import_pickle
 
 
 def register(subparsers) -> None:
@@ -62,7 +63,7 @@ def register(subparsers) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from mmlatch.train import TrainConfig, train
+    from mmlatch.train import TrainConfig, train  # deferred: torch
 
     cfg = TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, patience=args.patience,
@@ -77,7 +78,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from mmlatch.evaluate import evaluate, evaluation_table
+    from mmlatch.evaluate import evaluate, evaluation_table  # deferred: torch
 
     metrics = evaluate(args.checkpoint, args.features, args.labels, args.split, args.batch_size, args.device)
     print(evaluation_table(metrics, args.split, title=f"{args.checkpoint} on {args.features}"))
@@ -85,7 +86,6 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def run_import(args: argparse.Namespace) -> int:
-    from mmlatch.cmu import import_csd, import_pickle
 
     def progress(done: int, total: int) -> None:
         if sys.stderr.isatty() and (done == total or done % 50 == 0):

@@ -1,4 +1,4 @@
-"""pipeline.batch without Prefect: discovery, batching, failure records, the direct backfill."""
+"""pipeline.backfill without Prefect: discovery, batching, failure records, the direct backfill."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.batch import (
+from pipeline.backfill import (
     FAILURES_LOG,
     Failure,
     TransientBatchError,

@@ -1,7 +1,8 @@
-"""Batch extraction over a folder of videos: discovery, batching, failure records, backfill.
+"""A folder of videos -> Parquet: discovery, batching, failure records, the one backfill.
 
-Everything here is plain Python so the same backfill runs from a script, from the CLI and from
-the Prefect flows in ``flows/`` (which only add retries, artifacts and distributed task runners).
+Everything here is plain Python: ``backfill`` runs from a script as it is, and the Prefect
+``backfill`` flow (``flows/backfill.py``) calls the same function, handing it a way to run the
+batches as tasks (retries, artifacts, process-pool and Dask task runners).
 
 Incremental and resumable by construction: ``extract_video`` skips a video whose Parquet file
 already records the same content hash and feature key, and that file only ever appears through
@@ -14,11 +15,10 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import logging
 import math
-import multiprocessing
 import os
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -28,15 +28,16 @@ from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 from pipeline.claims import ClaimedElsewhere
 from pipeline.config import ExtractConfig
 from pipeline.errors import InputError, MmpipeError, OutputError
-from pipeline.files import writable_folder
+from pipeline.extract import extract_video
+from pipeline.files import atomic_write, writable_folder
 from pipeline.names import VIDEO_EXTENSIONS, output_path, shared_outputs, video_names
-from pipeline.store import atomic_write
 
 FAILURES_LOG = "failures.json"
 MAX_BATCH_SIZE = 16  # videos per task: big enough to amortise task overhead, small enough to balance
 BATCHES_PER_WORKER = 4  # aim for this many batches per worker so stragglers even out
 STALE_TEMP_AGE_S = 3600.0  # a temp file this old belongs to a writer that died
 
+log = logging.getLogger("mmpipe.backfill")
 T = TypeVar("T")
 BackfillProgress = Callable[["VideoOutcome", int, int], None]  # (outcome, done, total)
 Guard = Callable[[], AbstractContextManager]
@@ -360,8 +361,6 @@ def process_video(
 ) -> VideoOutcome:
     """Extract one video and never raise for a bad one: the failure becomes part of the outcome
     so the rest of the batch carries on. ``guard`` wraps the call (a GPU slot in the flows)."""
-    from pipeline.extract import extract_video
-
     t0 = time.perf_counter()
     try:
         with (guard or nullcontext)():
@@ -405,6 +404,39 @@ def outcomes_for_lost_batch(videos: Sequence[str | os.PathLike], err: BaseExcept
     return [VideoOutcome(str(v), "failed", failure=Failure.from_exception(v, err)) for v in videos]
 
 
+@dataclass(frozen=True)
+class Batch:
+    """Videos one task extracts, one after another in one process (models loaded once)."""
+
+    videos: tuple[str, ...]
+    out_dir: str
+    config: dict[str, Any]  # ExtractConfig.to_dict(): plain data, so it pickles to any worker
+    root: str
+    force: bool = False
+    number: int = 1
+    of: int = 1
+
+    @property
+    def label(self) -> str:
+        first = Path(self.videos[0]).name + (f" +{len(self.videos) - 1}" if len(self.videos) > 1 else "")
+        return f"{self.number}/{self.of} {first}"
+
+    def run(self, guard: Guard | None = None, raise_transient: bool = False) -> list[VideoOutcome]:
+        return process_batch(self.videos, self.out_dir, ExtractConfig.from_dict(self.config), self.root,
+                             self.force, guard, raise_transient)
+
+
+# How batches are run: given them in order, yield each with its outcomes as it finishes. The
+# default runs them here, one after another; the ``backfill`` flow runs them as Prefect tasks on
+# a thread, process-pool or Dask task runner.
+BatchRunner = Callable[[Iterator[Batch]], Iterator[tuple[Batch, list[VideoOutcome]]]]
+
+
+def run_here(batches: Iterator[Batch]) -> Iterator[tuple[Batch, list[VideoOutcome]]]:
+    for batch in batches:
+        yield batch, batch.run()
+
+
 def backfill(
     input_dir: str | os.PathLike,
     out_dir: str | os.PathLike,
@@ -414,11 +446,14 @@ def backfill(
     progress: BackfillProgress | None = None,
     force: bool = False,
     batch_size: int | None = None,
+    run_batches: BatchRunner = run_here,
+    runner: str = "in-process",
 ) -> BackfillReport:
     """Extract every video under ``input_dir`` that has no current output in ``out_dir``.
 
-    Without Prefect: ``workers`` > 1 runs batches in a pool of spawned processes (each loads the
-    models once). Failures are recorded, never raised; the failures log is written at the end.
+    The one backfill: discovery, refused shared outputs, batches sized for ``workers``, the
+    report and the failures log live here; ``run_batches`` decides where batches run. Failures
+    are recorded, never raised.
     """
     t0 = time.perf_counter()
     config = resolve_config(config)
@@ -426,50 +461,20 @@ def backfill(
     writable_folder(out_dir)
     sweep_stale_temp_files(out_dir)
     videos, clashing = claim_outputs(videos, out_dir, input_dir)
-    batches = make_batches(videos, batch_size or plan_batch_size(len(videos), workers))
-    report = BackfillReport(str(input_dir), str(out_dir), workers=max(1, workers), outcomes=clashing)
+    groups = make_batches([str(v) for v in videos], batch_size or plan_batch_size(len(videos), workers))
+    batches = [
+        Batch(tuple(g), str(out_dir), config.to_dict(), str(input_dir), force, n, len(groups))
+        for n, g in enumerate(groups, 1)
+    ]
+    report = BackfillReport(str(input_dir), str(out_dir), workers=max(1, workers), runner=runner, outcomes=clashing)
     total = len(videos) + len(clashing)
-
-    def collect(outcomes: list[VideoOutcome]) -> None:
-        for o in outcomes:
-            report.outcomes.append(o)
-            if progress:
-                progress(o, len(report.outcomes), total)
-
-    if workers <= 1 or len(batches) <= 1:
-        for batch in batches:
-            collect(process_batch(batch, out_dir, config, input_dir, force))
-    else:
-        for batch, outcomes in _run_in_processes(batches, workers, out_dir, config, input_dir, force):
-            collect(outcomes)
+    log.info("%d videos in %d batches on %s", total, len(batches), runner)
+    if batches:
+        for batch, outcomes in run_batches(iter(batches)):
+            for o in outcomes:
+                report.outcomes.append(o)
+                if progress:
+                    progress(o, len(report.outcomes), total)
     report.wall_s = time.perf_counter() - t0
     write_failures_log(report)
     return report
-
-
-def _run_in_processes(
-    batches: list[list[Path]], workers: int, out_dir, config: ExtractConfig, root, force: bool
-) -> Iterator[tuple[list[Path], list[VideoOutcome]]]:
-    """At most ``2 * workers`` batches are queued at once, so a folder of thousands of videos
-    never turns into thousands of pending futures."""
-    ctx = multiprocessing.get_context("spawn")  # no fork after threads/models in the parent
-    window = 2 * workers
-    pending: dict[Future, list[Path]] = {}
-    todo = iter(batches)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        try:
-            while True:
-                while len(pending) < window and (batch := next(todo, None)) is not None:
-                    pending[pool.submit(process_batch, batch, out_dir, config, root, force)] = batch
-                if not pending:
-                    return
-                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in finished:
-                    batch = pending.pop(fut)
-                    try:
-                        yield batch, fut.result()
-                    except Exception as err:  # noqa: BLE001 - e.g. a worker killed by the OOM killer
-                        yield batch, outcomes_for_lost_batch(batch, err)
-        except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise

@@ -9,16 +9,16 @@ long tail). Files are written through the real store API, so they are ordinary m
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
 
 from pipeline.records import Utterance, Word, WordFeatures
 from pipeline.schema import MODALITIES, FeatureSchema, ModalitySpec, StoreMetadata
-from pipeline.store import atomic_write, feature_table, write_table
+from pipeline.store import feature_table, write_table
 
 from mmlatch.data import UtteranceData
+from mmlatch.labels import write_labels
 
 CMU_DIMS = {"text": 300, "audio": 74, "vision": 35}
 SIGNAL = {"text": 1.0, "audio": 0.5, "vision": 0.3}
@@ -104,15 +104,7 @@ def write_synthetic_store(
         meta = StoreMetadata(schema=schema, video={"video_id": video_id, "path": f"{video_id}.mp4", "duration_s": round(t, 3)})
         wf = {m: WordFeatures(np.concatenate(feats[m]), np.zeros(int(lengths.sum()), bool)) for m in MODALITIES}
         write_table(features / f"{video_id}.parquet", feature_table(video_id, utterances, wf, meta))
-    labels = root / "labels.csv"
-
-    def write_csv(tmp):
-        with open(tmp, "w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(["video_id", "utterance_id", "score", "split"])
-            w.writerows(rows)
-
-    atomic_write(labels, write_csv)
+    labels = write_labels(root / "labels.csv", rows)
     return features, labels
 
 
