@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -119,8 +120,8 @@ def write_store(
 ) -> StoreBuild:
     """Group the cached sentences into pseudo-videos (one Parquet file per chunk of sentences,
     one utterance per sentence, plus up to ``phrases`` labelled sub-phrases per training SST
-    sentence as extra utterances whose rows are the sentence's rows for that span) and write the
-    labels tables. A chunk whose file already records the same inputs is kept as it is."""
+    sentence as extra utterances whose rows are the sentence's rows for that span, replayed on
+    the clock after the sentences) and write the labels tables. A chunk whose file already records the same inputs is kept as it is."""
     out_dir = Path(out_dir)
     features = out_dir / "features"
     config = cache.config
@@ -247,7 +248,9 @@ def _chunk_table(chunk: list[Sample], video_id: str, key: str, cache: SentenceCa
     u = len(chunk)
     for sample, (timed, per) in zip(chunk, sentence_rows):
         for p in _phrases_for(sample, n_phrases, min_words, cache.seed):
-            utterances.append(Utterance(u, timed[p.start:p.stop]))
+            replayed = _replay(timed[p.start:p.stop], clock)
+            clock = max(w.end for w in replayed)
+            utterances.append(Utterance(u, replayed))
             for m in MODALITIES:
                 feats[m].append(WordFeatures(per[m].values[p.start:p.stop], per[m].imputed[p.start:p.stop]))
             u += 1
@@ -277,3 +280,10 @@ def _chunk_table(chunk: list[Sample], video_id: str, key: str, cache: SentenceCa
         },
     )
     return feature_table(video_id, utterances, merged, meta)
+
+
+def _replay(words: Sequence[Word], clock: float) -> tuple[Word, ...]:
+    """A phrase's words said again from ``clock`` on: the store keeps a video's word starts in
+    time order, so a phrase after the sentences cannot keep its sentence's times."""
+    shift = clock - words[0].start
+    return tuple(Word(w.text, round(w.start + shift, 4), round(w.end + shift, 4), w.timing) for w in words)
