@@ -3,10 +3,10 @@
 when no ``--checkpoint`` is given).
 
 No labelled video corpus can be had here, so the model learns from human sentiment labels on
-text, made into real-looking three-modality inputs by the real extractors (see
-``scripts/starter/``, which builds the data): SST-5 sentences (and CMU-MOSI train transcripts) are spoken by
-espeak-ng, go through the real text and acoustic extractors, and get facial features from random
-windows of the real face recordings in ``../shared/data/videos``. MMLatch is then trained with the
+text, made into real-looking three-modality inputs by the real extractors (the builder is the
+``scripts/starter/`` package beside this script): SST-5 sentences (and CMU-MOSI train
+transcripts) are spoken by espeak-ng, go through the real text and acoustic extractors, and get
+facial features from random windows of the real face recordings in ``../shared/data/videos``. MMLatch is then trained with the
 reference recipe by ``mmlatch.train.train``, selected on SST dev and reported on SST test.
 
     nice -n 10 python scripts/train_starter.py                     # the full build
