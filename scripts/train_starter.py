@@ -3,10 +3,10 @@
 when no ``--checkpoint`` is given).
 
 No labelled video corpus can be had here, so the model learns from human sentiment labels on
-text, made into real-looking three-modality inputs by the real extractors (see
-``mmlatch/starter_data.py``): SST-5 sentences (and CMU-MOSI train transcripts) are spoken by
-espeak-ng, go through the real text and acoustic extractors, and get facial features from random
-windows of the real face recordings in ``../shared/data/videos``. MMLatch is then trained with the
+text, made into real-looking three-modality inputs by the real extractors (the builder is the
+``scripts/starter/`` package beside this script): SST-5 sentences (and CMU-MOSI train
+transcripts) are spoken by espeak-ng, go through the real text and acoustic extractors, and get
+facial features from random windows of the real face recordings in ``../shared/data/videos``. MMLatch is then trained with the
 reference recipe by ``mmlatch.train.train``, selected on SST dev and reported on SST test.
 
     nice -n 10 python scripts/train_starter.py                     # the full build
@@ -35,7 +35,24 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a plain script from a checkout
     sys.path.insert(0, str(ROOT))
 
-import pipeline  # noqa: E402,F401  (offline Hugging Face, numba cache location)
+import pipeline  # noqa: E402,F401  (first: offline Hugging Face, numba cache location)
+
+from rich.progress import (  # noqa: E402
+    BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn,
+)
+
+from mmlatch.checkpoint import checkpoint_paths, load_checkpoint  # noqa: E402
+from mmlatch.data import UtteranceData, read_labels, read_store  # noqa: E402
+from mmlatch.inference import predict  # noqa: E402
+from mmlatch.metrics import regression_metrics  # noqa: E402
+from mmlatch.train import TrainConfig, json_safe, train  # noqa: E402
+from pipeline.config import ExtractConfig, cache_dir  # noqa: E402
+from pipeline.errors import InputError, MmpipeError  # noqa: E402
+from pipeline.store import atomic_write  # noqa: E402
+from scripts.starter.cache import SentenceCache, fill_cache  # noqa: E402
+from scripts.starter.faces import FaceBank  # noqa: E402
+from scripts.starter.sst import LABEL_MAPPING  # noqa: E402
+from scripts.starter.store import load_corpus, write_store  # noqa: E402
 
 DATA = (ROOT / ".." / "shared" / "data").resolve()
 DEFAULT_OUT = ROOT / "mmlatch" / "starter"
@@ -87,8 +104,6 @@ class StageProgress:
         self.bar = None
         self.tasks: dict[str, int] = {}
         if not quiet:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
             self.bar = Progress(
                 TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
                 TimeElapsedColumn(), TimeRemainingColumn(), transient=False,
@@ -113,11 +128,6 @@ class StageProgress:
 
 def evaluate_on(checkpoint: Path, features: Path, labels: Path) -> dict:
     """Metrics of a saved checkpoint on one labels table (a report-only set such as MOSI valid)."""
-    from mmlatch.checkpoint import load_checkpoint
-    from mmlatch.data import UtteranceData, read_labels, read_store
-    from mmlatch.inference import predict
-    from mmlatch.metrics import regression_metrics
-
     ck = load_checkpoint(checkpoint)
     data = UtteranceData.from_videos(read_store(features), read_labels(labels), labelled_only=True)
     device_data = data.normalised(ck.normalisation).on(ck.device)
@@ -126,7 +136,7 @@ def evaluate_on(checkpoint: Path, features: Path, labels: Path) -> dict:
 
 
 def headline(metrics: dict | None, n: int | None = None) -> dict:
-    """The figures the issue asks for, named plainly."""
+    """The headline figures of the starter model, named plainly."""
     if not metrics:
         return {}
     out = {
@@ -144,9 +154,6 @@ def headline(metrics: dict | None, n: int | None = None) -> dict:
 def describe_checkpoint(meta_path: Path, extra: dict) -> None:
     """Add what the starter model was trained on, its label mapping, metrics and limit to the
     checkpoint JSON written by the trainer (rewritten atomically)."""
-    from mmlatch.train import json_safe
-    from pipeline.store import atomic_write
-
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
     meta["training"] = {**meta.get("training", {}), **extra["training"]}
     meta["metrics"] = {**meta.get("metrics", {}), **extra["metrics"]}
@@ -171,13 +178,6 @@ def reproduce_command(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> dict:
-    from mmlatch.starter_data import (
-        LABEL_MAPPING, FaceBank, SentenceCache, fill_cache, load_corpus, write_store,
-    )
-    from mmlatch.train import TrainConfig, train
-    from pipeline.config import ExtractConfig, cache_dir
-    from pipeline.errors import InputError
-
     t_all = time.perf_counter()
     config = ExtractConfig()  # the default: the starter must fit what `mmpipe extract` writes
     cache_root = args.cache or (cache_dir() / "starter")
@@ -212,8 +212,6 @@ def run(args: argparse.Namespace) -> dict:
     t0 = time.perf_counter()
     report = train(build.features, build.labels, args.out, cfg)
     seconds["train"] = round(time.perf_counter() - t0, 1)
-
-    from mmlatch.checkpoint import checkpoint_paths
 
     _, meta_path = checkpoint_paths(args.out)
     best = next(r for r in report.per_seed if r.seed == report.best_seed)
@@ -274,8 +272,6 @@ def run(args: argparse.Namespace) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from pipeline.errors import MmpipeError
-
     try:
         result = run(args)
     except MmpipeError as err:

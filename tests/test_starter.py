@@ -9,27 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.extract import feature_schema
-from mmlatch.starter_data import (
-    LABEL_MAPPING,
-    SST_SCORE,
-    FaceBank,
-    SentenceCache,
-    _pingpong,
-    detokenize,
-    fill_cache,
-    load_corpus,
-    parse_tree,
-    read_mosi_text,
-    read_sst,
-    speak,
-    sst_sample,
-    voice_for,
-    write_store,
-)
 from pipeline.config import ExtractConfig
 from pipeline.errors import InputError
+from pipeline.extract import feature_schema
 from pipeline.records import FrameFeatures
+from scripts.starter.cache import SentenceCache, fill_cache
+from scripts.starter.faces import FaceBank, _pingpong
+from scripts.starter.speech import speak, voice_for
+from scripts.starter.sst import LABEL_MAPPING, SST_SCORE, detokenize, parse_tree, read_mosi_text, read_sst, sst_sample
+from scripts.starter.store import load_corpus, write_store
 from tests.conftest import DATA
 
 ROOT = Path(__file__).resolve().parents[1]
