@@ -2,8 +2,10 @@
 
 CSV or Parquet with columns ``video_id, utterance_id, score, split``; scores in [-3, 3]; split
 one of train / valid / test (dev, val, validation also read as valid). One reader and one
-writer with one set of types (string, int64, float32, string), for every producer of labels:
-the CMU importer, the starter-model builder, tests.
+writer with one set of types (string, int32 like the store's ``utterance_id``, float32, string),
+for every producer of labels: the CMU importer, the starter-model builder, tests. A producer may
+add columns of its own (the starter builder records where each sentence came from); readers
+ignore them.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ SPLITS = ("train", "valid", "test")
 SPLIT_ALIASES = {"train": "train", "valid": "valid", "dev": "valid", "val": "valid", "validation": "valid", "test": "test"}
 LABEL_COLUMNS = ("video_id", "utterance_id", "score", "split")
 LABEL_SCHEMA = pa.schema([
-    pa.field("video_id", pa.string()), pa.field("utterance_id", pa.int64()),
+    pa.field("video_id", pa.string()), pa.field("utterance_id", pa.int32()),
     pa.field("score", pa.float32()), pa.field("split", pa.string()),
 ])
 
@@ -99,17 +101,21 @@ def read_labels(path: str | Path) -> LabelTable:
     return LabelTable(video_id, utterance_id.astype(np.int64), score.astype(np.float32), split)
 
 
-def write_labels(path: str | Path, rows: Iterable[tuple[str, int, float, str]]) -> Path:
+def write_labels(
+    path: str | Path, rows: Iterable[tuple[str, int, float, str]], extra: dict[str, list[str]] | None = None
+) -> Path:
     """Write ``(video_id, utterance_id, score, split)`` rows as CSV or Parquet (by suffix), with
-    the columns and types ``read_labels`` reads, atomically."""
+    the columns and types ``read_labels`` reads, atomically; ``extra`` adds text columns."""
     path = Path(path)
     rows = list(rows)
     columns = list(zip(*rows)) if rows else [[], [], [], []]
     table = pa.Table.from_arrays(
-        [pa.array([str(v) for v in columns[0]], pa.string()), pa.array(columns[1], pa.int64()),
+        [pa.array([str(v) for v in columns[0]], pa.string()), pa.array(columns[1], pa.int32()),
          pa.array(columns[2], pa.float32()), pa.array(columns[3], pa.string())],
         schema=LABEL_SCHEMA,
     )
+    for name, values in (extra or {}).items():
+        table = table.append_column(pa.field(name, pa.string()), pa.array(values, pa.string()))
     if path.suffix.lower() == ".parquet":
         atomic_write(path, lambda tmp: pq.write_table(table, tmp))
         return path
@@ -117,8 +123,9 @@ def write_labels(path: str | Path, rows: Iterable[tuple[str, int, float, str]]) 
     def write_csv(tmp: str) -> None:  # plain, unquoted CSV that reads well in any tool
         with open(tmp, "w", newline="", encoding="utf-8") as fh:
             out = csv.writer(fh)
-            out.writerow(LABEL_COLUMNS)
-            out.writerows((v, u, f"{s:.6g}", sp) for v, u, s, sp in zip(*(c.to_pylist() for c in table.columns)))
+            out.writerow(table.column_names)
+            for v, u, s, sp, *more in zip(*(c.to_pylist() for c in table.columns)):
+                out.writerow((v, u, f"{s:.6g}", sp, *more))
 
     atomic_write(path, write_csv)
     return path

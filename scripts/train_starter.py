@@ -35,20 +35,23 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a plain script from a checkout
     sys.path.insert(0, str(ROOT))
 
-import pipeline  # noqa: E402,F401  (first: offline Hugging Face, numba cache location)
+from flows.environment import prepare_process  # noqa: E402
+
+prepare_process()  # this script is an entry point: offline hubs, numba's cache (before librosa)
 
 from rich.progress import (  # noqa: E402
     BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn,
 )
 
 from mmlatch.checkpoint import checkpoint_paths, load_checkpoint  # noqa: E402
-from mmlatch.data import UtteranceData, read_labels, read_store  # noqa: E402
+from mmlatch.data import UtteranceData, read_store  # noqa: E402
+from mmlatch.labels import read_labels  # noqa: E402
 from mmlatch.inference import predict  # noqa: E402
 from mmlatch.metrics import regression_metrics  # noqa: E402
 from mmlatch.train import TrainConfig, json_safe, train  # noqa: E402
 from pipeline.config import ExtractConfig, cache_dir  # noqa: E402
 from pipeline.errors import InputError, MmpipeError  # noqa: E402
-from pipeline.store import atomic_write  # noqa: E402
+from pipeline.files import atomic_write  # noqa: E402
 from scripts.starter.cache import SentenceCache, fill_cache  # noqa: E402
 from scripts.starter.faces import FaceBank  # noqa: E402
 from scripts.starter.sst import LABEL_MAPPING  # noqa: E402

@@ -30,7 +30,7 @@ from prefect.client.schemas.filters import (  # noqa: E402
 from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 
 import flows.backfill as fb  # noqa: E402
-import pipeline.extract as extract_module  # noqa: E402
+import pipeline.backfill as backfill_module  # noqa: E402
 from flows.backfill import backfill_flow  # noqa: E402
 from flows.gpu import gpu_slot, limit_name  # noqa: E402
 from flows.runtime import retry_if_transient  # noqa: E402
@@ -101,7 +101,7 @@ def test_only_transient_errors_are_retried(tmp_path, monkeypatch):
     clips = make_clip_dir(tmp_path)
     (clips / "sub" / "single_face.mp4").unlink()
     (clips / "retalking_face_5.mp4").unlink()
-    real = extract_module.extract_video
+    real = backfill_module.extract_video
     calls: dict[str, int] = {}
 
     def flaky_once(video, *args, **kwargs):
@@ -112,7 +112,7 @@ def test_only_transient_errors_are_retried(tmp_path, monkeypatch):
             raise TransientError("network share unavailable", str(video))
         return real(video, *args, **kwargs)
 
-    monkeypatch.setattr(extract_module, "extract_video", flaky_once)
+    monkeypatch.setattr(backfill_module, "extract_video", flaky_once)
     monkeypatch.setattr(fb, "extract_batch", fb.extract_batch.with_options(retry_delay_seconds=0))
     result = backfill_flow(str(clips), str(tmp_path / "out"), config=FAST)
     assert calls == {"broken.mp4": 1, "single_face.mp4": 2}  # corrupt: once; transient: retried

@@ -25,7 +25,7 @@ from pipeline.align import pool_to_words
 from pipeline.config import ExtractConfig
 from pipeline.extract import get_extractors
 from pipeline.records import Audio, Utterance, Word, WordFeatures
-from pipeline.store import atomic_write
+from pipeline.files import atomic_write
 from scripts.starter.keys import FEATURES_VERSION, SYNTH_VERSION, digest, stable_seed
 from scripts.starter.speech import Speech, speak, voice_for
 from scripts.starter.sst import Sample

@@ -15,8 +15,6 @@ import threading
 from dataclasses import dataclass
 from typing import Sequence
 
-import pipeline  # noqa: F401  (first: points numba's cache at mmpipe's cache before librosa loads)
-
 import librosa
 import numpy as np
 

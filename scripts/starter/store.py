@@ -15,13 +15,13 @@ from typing import Sequence
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from mmlatch.labels import write_labels
 from pipeline.errors import ModelError
 from pipeline.extract import feature_schema
 from pipeline.records import Utterance, Word, WordFeatures
 from pipeline.schema import MODALITIES, FeatureSchema, StoreMetadata
-from pipeline.store import atomic_write, feature_table, read_metadata, write_table
+from pipeline.store import feature_table, read_metadata, write_table
 from scripts.starter.cache import FeatureKeys, Progress, SentenceCache
 from scripts.starter.faces import FaceBank
 from scripts.starter.keys import FEATURES_VERSION, digest, stable_seed
@@ -93,19 +93,11 @@ def _chunks(samples: list[Sample], size: int) -> list[list[Sample]]:
 
 
 def _write_labels(path: Path, rows: list[tuple]) -> None:
-    """The labels table, with the starter's own columns (kind, source, sample) beside the four
-    the trainer reads, so a build can be checked sentence by sentence."""
-    cols = list(zip(*rows)) if rows else [[]] * 7
-    table = pa.table({
-        "video_id": pa.array(cols[0], pa.string()),
-        "utterance_id": pa.array(cols[1], pa.int32()),
-        "score": pa.array(cols[2], pa.float32()),
-        "split": pa.array(cols[3], pa.string()),
-        "kind": pa.array(cols[4], pa.string()),  # sentence | phrase
-        "source": pa.array(cols[5], pa.string()),  # sst | mosi
-        "sample": pa.array(cols[6], pa.string()),  # e.g. sst-train-00012
-    })
-    atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+    """The labels table, with the starter's own columns (kind: sentence | phrase, source: sst |
+    mosi, sample: e.g. sst-train-00012) beside the four the trainer reads, so a build can be
+    checked sentence by sentence."""
+    extra = {name: [str(r[k]) for r in rows] for k, name in enumerate(("kind", "source", "sample"), 4)}
+    write_labels(path, [r[:4] for r in rows], extra)
 
 
 def write_store(
