@@ -37,7 +37,7 @@ from pipeline.asr import FixedRecogniser, PocketsphinxRecogniser, WhisperRecogni
 from pipeline.config import WordsConfig  # noqa: E402
 from pipeline.media import decode_audio  # noqa: E402
 from pipeline.records import Audio, Word  # noqa: E402
-from pipeline.transcripts import normalize_text, tokenize, word_edits  # noqa: E402
+from pipeline.spoken import normalize_text, tokenize, word_edits  # noqa: E402
 from pipeline.words import words_for  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"

@@ -19,7 +19,8 @@ transcript word nobody said) makes a whole search fail. So:
 
 Words missing from the dictionary get a pronunciation (spelled letters for vowel-less acronyms,
 two dictionary words for compounds, else simple English letter-to-sound rules), so "Zyxqv" or
-"Amerrikans" are aligned like any other word ("MMLatch" is split by the transcript reader).
+"Amerrikans" are aligned like any other word ("MMLatch" comes as "m m latch" from
+``pipeline.spoken``).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from typing import Sequence
 import numpy as np
 
 from pipeline.records import Audio, Word
-from pipeline.transcripts import Token
+from pipeline.spoken import Token
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,8 @@ from pipeline.asr import Recogniser, Transcription, make_recogniser
 from pipeline.config import WordsConfig
 from pipeline.errors import InputError
 from pipeline.records import Audio, Utterance, Word
-from pipeline.transcripts import Token, Transcript, read_transcript, tokenize, transcript_from_text
+from pipeline.spoken import Token, tokenize
+from pipeline.transcripts import Transcript, read_transcript, transcript_from_text
 from pipeline.utterances import split_utterances
 
 log = logging.getLogger(__name__)

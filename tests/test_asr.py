@@ -32,8 +32,8 @@ from pipeline.asr import (
 from pipeline.config import WordsConfig
 from pipeline.errors import ModelError
 from pipeline.records import Audio
-from pipeline.transcripts import normalize_text
-from pipeline.transcripts import word_error_rate as wer
+from pipeline.spoken import normalize_text
+from pipeline.spoken import word_error_rate as wer
 from pipeline.words import NoSpeechError, words_for, words_stage_id
 from tests.conftest import DATA, VIDEOS
 from tests.media_fixtures import GERMAN, espeak
