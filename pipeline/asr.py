@@ -566,17 +566,3 @@ def make_recogniser(cfg: WordsConfig) -> Recogniser:
     if backend == "transformers":
         return TransformersRecogniser(cfg.asr_model, cfg)
     raise ModelError(f"unknown ASR backend {backend!r} (whisper, pocketsphinx or transformers)")
-
-
-class FixedRecogniser:
-    """Hands back a transcription made earlier: re-runs the words stage (re-timing, utterance
-    splitting) on one recognition result without decoding the audio again."""
-
-    def __init__(self, result: Transcription):
-        self.result = result
-
-    def recognise(self, audio: Audio) -> Transcription:
-        return self.result
-
-    def describe(self) -> str:
-        return self.result.model

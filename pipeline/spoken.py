@@ -297,19 +297,3 @@ def spoken_words(word: str) -> Form:
     """The most likely spoken form of one display word (lower case); [] for punctuation."""
     forms = spoken_forms(word)
     return forms[0] if forms else []
-
-
-def word_edits(ref: list[str], hyp: list[str]) -> int:
-    """Levenshtein distance over words (substitutions + deletions + insertions)."""
-    d = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        prev, d[0] = d[0], i
-        for j, h in enumerate(hyp, 1):
-            prev, d[j] = d[j], min(d[j] + 1, d[j - 1] + 1, prev + (r != h))
-    return d[len(hyp)]
-
-
-def word_error_rate(reference: str, hypothesis: str) -> float:
-    """WER after the usual normalisation (lower case, no punctuation, numbers as words)."""
-    ref = normalize_text(reference)
-    return word_edits(ref, normalize_text(hypothesis)) / max(1, len(ref))

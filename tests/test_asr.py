@@ -18,7 +18,6 @@ import pytest
 from pipeline import asr
 from pipeline.asr import (
     BASE_SHA256,
-    FixedRecogniser,
     LanguageMismatch,
     PocketsphinxRecogniser,
     TransformersRecogniser,
@@ -33,8 +32,9 @@ from pipeline.config import WordsConfig
 from pipeline.errors import ModelError
 from pipeline.records import Audio
 from pipeline.spoken import normalize_text
-from pipeline.spoken import word_error_rate as wer
 from pipeline.words import NoSpeechError, words_for, words_stage_id
+from tests.asr_tools import FixedRecogniser
+from tests.asr_tools import word_error_rate as wer
 from tests.conftest import DATA, VIDEOS
 from tests.media_fixtures import GERMAN, espeak
 from tests.test_aligner import JFK_TEXT, load_audio, timing_errors
