@@ -1,13 +1,13 @@
 """Speech recognition and word timing, side by side on the real speech in ../shared/data.
 
-    python bench/asr.py [--json]
+    python bench/asr.py [--json]    (from the repository root, with the dev extras: jiwer)
 
 Table 1: word error rate and real-time factor (recognition seconds per audio second; model load
 excluded and shown apart) for pocketsphinx, Whisper tiny.en and Whisper base (int8, beam 5,
 temperature 0, VAD), and base with greedy decoding (``--asr-beam 1``), all in one run on:
 jfk.flac, the Harvard file (list 1 sentences 1, 2, 3 and 9, the only ones it holds), pyannote_sample.wav (its .stm), the five 8 kHz asterisk prompts
-and the eleven GRID clips. WER is computed over each set (edits / reference words) after the
-usual normalisation: lower case, no punctuation, numbers as words (``normalize_text``).
+and the eleven GRID clips. WER is computed over each set (edits / reference words, by jiwer)
+after the usual normalisation: lower case, no punctuation, numbers as words (``normalize_text``).
 
 Table 2: word timing error (ms) against exact timings, on ``alignment/truth16k`` and on GRID
 ``id2_vcd_swwp2s`` with the corpus' own alignment: pocketsphinx forced alignment of the true
@@ -33,12 +33,13 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from pipeline.aligner import default_aligner  # noqa: E402
-from pipeline.asr import FixedRecogniser, PocketsphinxRecogniser, WhisperRecogniser  # noqa: E402
+from pipeline.asr import PocketsphinxRecogniser, WhisperRecogniser  # noqa: E402
 from pipeline.config import WordsConfig  # noqa: E402
 from pipeline.media import decode_audio  # noqa: E402
 from pipeline.records import Audio, Word  # noqa: E402
-from pipeline.transcripts import normalize_text, tokenize, word_edits  # noqa: E402
+from pipeline.spoken import normalize_text, tokenize  # noqa: E402
 from pipeline.words import words_for  # noqa: E402
+from tests.asr_tools import FixedRecogniser, word_errors  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 HARVARD = (
@@ -143,16 +144,14 @@ def main() -> int:
     totals: dict[str, list[float]] = {}
     for label, (rec, _) in recs.items():
         for set_name, items in sets.items():
-            n_edits = n_ref = 0
+            heard: list[str] = []
             seconds = audio_s = 0.0
             for item in items:
                 t0 = time.perf_counter()
-                result = rec.recognise(item.audio)
+                heard.append(rec.recognise(item.audio).text)
                 seconds += time.perf_counter() - t0
                 audio_s += item.audio.duration
-                ref = normalize_text(item.reference)
-                n_edits += word_edits(ref, normalize_text(result.text))
-                n_ref += len(ref)
+            n_edits, n_ref = word_errors([item.reference for item in items], heard)
             wer_rows.setdefault(set_name, {})[label] = (n_edits / n_ref, seconds / audio_s)
             t = totals.setdefault(label, [0, 0, 0.0, 0.0])
             t[0] += n_edits

@@ -19,11 +19,13 @@ transcript word nobody said) makes a whole search fail. So:
 
 Words missing from the dictionary get a pronunciation (spelled letters for vowel-less acronyms,
 two dictionary words for compounds, else simple English letter-to-sound rules), so "Zyxqv" or
-"Amerrikans" are aligned like any other word ("MMLatch" is split by the transcript reader).
+"Amerrikans" are aligned like any other word ("MMLatch" comes as "m m latch" from
+``pipeline.spoken``).
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
 import re
 import threading
@@ -31,9 +33,10 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
+from pocketsphinx import Decoder
 
 from pipeline.records import Audio, Word
-from pipeline.transcripts import Token
+from pipeline.spoken import Token
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +129,7 @@ def to_pcm16(audio: Audio) -> np.ndarray:
     """16 kHz int16 samples, the format pocketsphinx's default acoustic model expects."""
     samples = np.asarray(audio.samples, dtype=np.float32).reshape(-1)
     if audio.sample_rate != SAMPLE_RATE:
-        import librosa
+        import librosa  # deferred: its resampler loads scipy and numba (seconds), for other rates only
 
         samples = librosa.resample(samples, orig_sr=audio.sample_rate, target_sr=SAMPLE_RATE)
     return (np.clip(samples, -1.0, 1.0) * 32767).astype(np.int16)
@@ -254,9 +257,7 @@ class PocketsphinxAligner:
 
     @property
     def version(self) -> str:
-        from importlib.metadata import version
-
-        return f"pocketsphinx-{version('pocketsphinx')}"
+        return f"pocketsphinx-{importlib.metadata.version('pocketsphinx')}"
 
     # Default beams first; when a stretch does not fit the text (a word read differently, a
     # word not said) the search dies out before the end, and a much wider beam still reaches it.
@@ -267,8 +268,6 @@ class PocketsphinxAligner:
     COMFORT_NOISE = 3.0
 
     def _dec(self, wide: bool = False):
-        from pocketsphinx import Decoder
-
         if self._decoder is None:
             # No language model: alignment needs only the acoustic model and the dictionary.
             self._decoder = Decoder(lm=None, dither=True, loglevel="FATAL")

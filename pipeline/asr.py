@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import importlib.metadata
 import importlib.util
 import json
 import logging
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Iterator, Protocol, runtime_checkable
 
 import numpy as np
+from pocketsphinx import Decoder
 
 from pipeline.aligner import DECODER_LOCK, FRAME, frame_energy_db, to_pcm16
 from pipeline.config import WordsConfig, cache_dir
@@ -61,8 +63,7 @@ class LanguageMismatch(InputError):
 
 def language_name(code: str) -> str:
     """"German" for "de": Whisper's own table of its languages."""
-    # Deferred: transformers takes ~1.5 s to import and this is only needed for a message.
-    from transformers.models.whisper.tokenization_whisper import LANGUAGES
+    from transformers.models.whisper.tokenization_whisper import LANGUAGES  # deferred: seconds to import, for a message
 
     return LANGUAGES.get(code, code).title()
 
@@ -102,7 +103,7 @@ class Recogniser(Protocol):
 def _samples16k(audio: Audio) -> np.ndarray:
     samples = np.ascontiguousarray(audio.samples, dtype=np.float32).reshape(-1)
     if audio.sample_rate != SAMPLE_RATE:
-        import librosa
+        import librosa  # deferred: its resampler loads scipy and numba (seconds), for other rates only
 
         samples = librosa.resample(samples, orig_sr=audio.sample_rate, target_sr=SAMPLE_RATE)
     return samples
@@ -301,7 +302,7 @@ def resolve_whisper(model: str, cache: Path | None = None) -> WhisperWeights:
             "downloads are off (HF_HUB_OFFLINE=1)"
         )
     try:
-        from faster_whisper.utils import download_model
+        from faster_whisper.utils import download_model  # deferred: only for models not packaged
 
         folder = download_model(model, cache_dir=str((cache or cache_dir()) / "hub"))
     except Exception as err:  # network, auth, unknown repo: all end the same way for a user
@@ -324,7 +325,7 @@ def _cached_model(key: tuple, load):
 
 
 def _load_whisper(path: Path, compute_type: str):
-    from faster_whisper import WhisperModel
+    from faster_whisper import WhisperModel  # deferred: 0.7 s to import, Whisper backend only
 
     try:
         return WhisperModel(
@@ -449,14 +450,10 @@ class PocketsphinxRecogniser:
 
     @staticmethod
     def _load():
-        from pocketsphinx import Decoder
-
         return Decoder(dither=True, loglevel="FATAL")
 
     def describe(self) -> str:
-        from importlib.metadata import version
-
-        return f"pocketsphinx-{version('pocketsphinx')}:en-us"
+        return f"pocketsphinx-{importlib.metadata.version('pocketsphinx')}:en-us"
 
     def recognise(self, audio: Audio) -> Transcription:
         pcm = to_pcm16(audio)
@@ -515,8 +512,8 @@ class TransformersRecogniser:
         self.pipe = _cached_model(("transformers", str(self.path.resolve())), self._load)
 
     def _load(self):
-        from transformers import pipeline
-        from transformers.utils import logging as hf_logging
+        from transformers import pipeline  # deferred: seconds to import, this backend only
+        from transformers.utils import logging as hf_logging  # deferred: as above
 
         hf_logging.disable_progress_bar()
         try:
@@ -566,17 +563,3 @@ def make_recogniser(cfg: WordsConfig) -> Recogniser:
     if backend == "transformers":
         return TransformersRecogniser(cfg.asr_model, cfg)
     raise ModelError(f"unknown ASR backend {backend!r} (whisper, pocketsphinx or transformers)")
-
-
-class FixedRecogniser:
-    """Hands back a transcription made earlier: re-runs the words stage (re-timing, utterance
-    splitting) on one recognition result without decoding the audio again."""
-
-    def __init__(self, result: Transcription):
-        self.result = result
-
-    def recognise(self, audio: Audio) -> Transcription:
-        return self.result
-
-    def describe(self) -> str:
-        return self.result.model

@@ -28,7 +28,8 @@ from pipeline.asr import Recogniser, Transcription, make_recogniser
 from pipeline.config import WordsConfig
 from pipeline.errors import InputError
 from pipeline.records import Audio, Utterance, Word
-from pipeline.transcripts import Token, Transcript, read_transcript, tokenize, transcript_from_text
+from pipeline.spoken import Token, tokenize
+from pipeline.transcripts import Transcript, read_transcript, transcript_from_text
 from pipeline.utterances import split_utterances
 
 log = logging.getLogger(__name__)
@@ -229,10 +230,8 @@ def words_stage_id(cfg: WordsConfig, transcript: TranscriptSource = None) -> str
     """What decides this stage's output, for feature cache keys: the transcript's hash or the
     recogniser's identity (model name + weights hash + settings), plus aligner and splitting
     settings. Changing the ASR model or a setting changes the key, so features are re-extracted."""
-    from pipeline.aligner import default_aligner as _aligner
-
     split = f"gap={cfg.utterance_gap_s}:max={cfg.max_utterance_s}"
-    aligner = _aligner().version
+    aligner = default_aligner().version
     parsed = load_transcript(transcript)
     if parsed is not None:
         blob = json.dumps([parsed.text, [(c.start, c.end, c.text) for c in parsed.cues]])

@@ -13,7 +13,7 @@ import pytest
 from pipeline.aligner import Anchor, PocketsphinxAligner, default_aligner, letter_to_sound
 from pipeline.config import WordsConfig
 from pipeline.records import Audio, Word
-from pipeline.transcripts import tokenize
+from pipeline.spoken import tokenize
 from pipeline.words import NoSpeechError, words_for
 from tests.conftest import DATA
 

@@ -18,7 +18,6 @@ import pytest
 from pipeline import asr
 from pipeline.asr import (
     BASE_SHA256,
-    FixedRecogniser,
     LanguageMismatch,
     PocketsphinxRecogniser,
     TransformersRecogniser,
@@ -32,9 +31,10 @@ from pipeline.asr import (
 from pipeline.config import WordsConfig
 from pipeline.errors import ModelError
 from pipeline.records import Audio
-from pipeline.transcripts import normalize_text
-from pipeline.transcripts import word_error_rate as wer
+from pipeline.spoken import normalize_text
 from pipeline.words import NoSpeechError, words_for, words_stage_id
+from tests.asr_tools import FixedRecogniser
+from tests.asr_tools import word_error_rate as wer
 from tests.conftest import DATA, VIDEOS
 from tests.media_fixtures import GERMAN, espeak
 from tests.test_aligner import JFK_TEXT, load_audio, timing_errors
