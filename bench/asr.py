@@ -32,11 +32,11 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
+from core.config import WordsConfig  # noqa: E402
+from core.records import Audio, Word  # noqa: E402
 from pipeline.aligner import default_aligner  # noqa: E402
 from pipeline.asr import PocketsphinxRecogniser, WhisperRecogniser  # noqa: E402
-from pipeline.config import WordsConfig  # noqa: E402
 from pipeline.media import decode_audio  # noqa: E402
-from pipeline.records import Audio, Word  # noqa: E402
 from pipeline.spoken import normalize_text, tokenize  # noqa: E402
 from pipeline.words import words_for  # noqa: E402
 from tests.asr_tools import FixedRecogniser, word_errors  # noqa: E402

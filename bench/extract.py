@@ -22,8 +22,9 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from pipeline.config import ExtractConfig, cache_dir  # noqa: E402
-from pipeline.extract import extract_video, get_extractors  # noqa: E402
+from core.config import ExtractConfig, cache_dir  # noqa: E402
+from extractors import EXTRACTORS, extractor_for  # noqa: E402
+from pipeline.extract import extract_video  # noqa: E402
 from tests.media_fixtures import load_audio, mux  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
@@ -53,8 +54,8 @@ def recognised_transcript(video: Path) -> Path:
     so the ASR rows do not pick it up."""
     out = cache_dir() / "bench" / f"{video.stem}.words.txt"
     if not out.exists():
+        from core.config import WordsConfig
         from pipeline.asr import make_recogniser
-        from pipeline.config import WordsConfig
         from pipeline.media import decode_audio
 
         text = make_recogniser(WordsConfig()).recognise(decode_audio(video)).text
@@ -74,7 +75,8 @@ def main() -> None:
                                           "words.asr_model": args.asr_model})
 
     t0 = time.perf_counter()
-    get_extractors(config)
+    for modality in EXTRACTORS:
+        extractor_for(modality, config)
     from pipeline.asr import make_recogniser
 
     make_recogniser(config.words)

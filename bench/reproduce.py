@@ -14,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from pipeline.errors import MmpipeError
+from core.errors import MmpipeError
 from mmlatch.cmu import import_csd
 from mmlatch.metrics import METRICS, format_table
 from mmlatch.train import TrainConfig, train

@@ -17,15 +17,14 @@ same way.
 
 from __future__ import annotations
 
-import pipeline  # noqa: F401  (first: points numba's cache at mmpipe's cache before librosa loads)
-
 import librosa
 import numpy as np
 import scipy.fft
 
+from core.config import AcousticConfig
+from core.progress import Progress, report
+from core.records import Audio, FrameFeatures
 from extractors.base import Clip, FrameExtractor
-from pipeline.config import AcousticConfig
-from pipeline.records import Audio, FrameFeatures
 
 # Trough depth of the normalised difference below which a frame counts as voiced. YIN's own
 # absolute threshold (0.1) misses much of real, slightly breathy speech; at 0.25 the decisions
@@ -230,14 +229,13 @@ class AcousticExtractor(FrameExtractor):
             names=self.feature_names,
         )
 
-    def extract(self, clip: Clip, progress=None) -> FrameFeatures:
+    def extract(self, clip: Clip, progress: Progress | None = None) -> FrameFeatures:
         duration = clip.info.duration if clip.info is not None else 0.0
         if clip.audio is None or len(clip.audio.samples) == 0:
             track = self._absent(duration)
         else:
             track = _pad_to(self.features(clip.audio), duration, self.config.hop_s)
-        if progress is not None:
-            progress(1, 1)
+        report(progress, self.modality, 1, 1)
         return track
 
 

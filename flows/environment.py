@@ -15,7 +15,7 @@ import os
 import warnings
 from pathlib import Path
 
-from pipeline.config import cache_dir
+from core.config import cache_dir
 
 DASHBOARD_ENV = "MMPIPE_DASK_DASHBOARD"  # where a local Dask cluster's dashboard listens
 

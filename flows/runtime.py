@@ -12,9 +12,9 @@ from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
 
+from core.errors import InputError, MmpipeError
 from flows.environment import DASHBOARD_ENV
 from pipeline.backfill import is_transient
-from pipeline.errors import InputError, MmpipeError
 
 T = TypeVar("T")
 LOCAL_DASK = "local"

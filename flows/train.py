@@ -11,10 +11,10 @@ from typing import Any
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from core.errors import InputError
 from flows.gpu import gpu_slot
 from flows.runtime import quiet_expected_errors
 from mmlatch.train import TrainConfig, train
-from pipeline.errors import InputError
 
 
 def train_config(values: dict[str, Any] | None) -> TrainConfig:

@@ -13,9 +13,9 @@ import time
 
 import numpy as np
 
+from core.errors import MmpipeError
 from flows.environment import prepare_process
 from pipeline.asr import ensure_whisper_base, tiny_en_dir
-from pipeline.errors import MmpipeError
 
 
 def _step(label: str, fn) -> bool:

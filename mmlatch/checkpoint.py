@@ -19,14 +19,13 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-import pipeline
-from pipeline.errors import ModelError
-from pipeline.schema import FeatureSchema
-from pipeline.files import atomic_write
-
+import core
+from core.errors import ModelError
+from core.files import atomic_write
 from mmlatch.data import Normalisation
 from mmlatch.inference import resolve_device
 from mmlatch.model import MMLatch, ModelConfig
+from pipeline.schema import FeatureSchema
 
 STARTER_DIR = Path(__file__).resolve().parent / "starter"  # the model installed with mmpipe
 FORMAT = "mmpipe-mmlatch"
@@ -84,7 +83,7 @@ def save_checkpoint(
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "mmpipe_version": pipeline.__version__,
+        "mmpipe_version": core.__version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "model_config": model_config.to_dict(),
         "feature_schema": feature_schema.to_dict(),

@@ -23,7 +23,6 @@ paper's inputs through exactly the code that trains on our own extracted feature
 from __future__ import annotations
 
 import ast
-import hashlib
 import json
 import pickle
 import re
@@ -37,12 +36,12 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from pipeline.errors import InputError
-from pipeline.records import Utterance, Word, WordFeatures
+from core.errors import InputError
+from core.files import digest
+from core.records import Utterance, Word, WordFeatures
+from mmlatch.labels import SPLIT_ALIASES, write_labels
 from pipeline.schema import MODALITIES, FeatureSchema, ModalitySpec, StoreMetadata
 from pipeline.store import feature_table, write_table
-
-from mmlatch.labels import SPLIT_ALIASES, write_labels
 
 EPSILON = 1e-5  # the SDK's interval tolerance (10e-6)
 PAUSE_TOKENS = {"sp"}
@@ -393,7 +392,7 @@ def _import_video(video_id, seqs, schema, config, dataset, fold_of, out: Path, r
 
 
 def _config_hash(data: dict) -> str:
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+    return digest(json.dumps(data, sort_keys=True))[:16]
 
 
 def _finish(report, labels_out, rows):

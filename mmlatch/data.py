@@ -22,11 +22,10 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from pipeline.errors import InputError
+from core.errors import InputError
+from mmlatch.labels import LabelTable, read_labels
 from pipeline.schema import MODALITIES, FeatureSchema
 from pipeline.store import VideoFeatures, read_video, store_files
-
-from mmlatch.labels import LabelTable, read_labels
 
 # ---------------------------------------------------------------------------------- normalisation
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.errors import InputError, ModelError
+from core.errors import InputError, ModelError
 from mmlatch.checkpoint import LoadedCheckpoint, load_checkpoint
 from mmlatch.data import load_dataset
-from mmlatch.labels import SPLIT_ALIASES, SPLITS
 from mmlatch.inference import predict
+from mmlatch.labels import SPLIT_ALIASES, SPLITS
 from mmlatch.metrics import format_table, regression_metrics
 
 

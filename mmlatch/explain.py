@@ -16,11 +16,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from pipeline.schema import MODALITIES
-
 from mmlatch.checkpoint import LoadedCheckpoint
 from mmlatch.data import UtteranceData, read_feature_file
 from mmlatch.inference import predict
+from pipeline.schema import MODALITIES
 
 TOP_FEATURES = 5  # most damped features listed per modality in the report
 TOP_DAMPED = 5  # most damped feature names kept per modality in the score tables

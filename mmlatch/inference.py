@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from core.errors import MmpipeError
 from mmlatch.data import DeviceData, sorted_batches
 from mmlatch.model import MMLatch
 
@@ -22,8 +23,6 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        from pipeline.errors import MmpipeError
-
         raise MmpipeError(f"device {device} requested but no CUDA GPU is available")
     return dev
 

@@ -22,11 +22,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from pipeline.files import atomic_write
-from pipeline.store import read_video
-
+from core.files import atomic_write
 from mmlatch.explain import TOP_FEATURES
 from mmlatch.score import NEUTRAL_BAND, ScoreRun
+from pipeline.store import read_video
 
 MODALITY_TITLES = {"text": "text", "audio": "audio", "vision": "face"}
 MODALITY_COLOURS = {"text": "#4062bb", "audio": "#d2871e", "vision": "#8c4bb3"}

@@ -12,28 +12,28 @@ A video's score is the mean of its utterance scores weighted by utterance durati
 from __future__ import annotations
 
 import csv
+import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from contextlib import nullcontext
 from typing import Any, Callable, Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.config import ExtractConfig, cache_dir
-from pipeline.errors import InputError, MmpipeError, ModelError
-from pipeline.extract import extract_video
-from pipeline.files import MIN_FREE_BYTES, atomic_write, writable_folder
-from pipeline.names import video_name
-from pipeline.backfill import discover_videos
-from pipeline.schema import MODALITIES
-from pipeline.store import read_metadata
-
+from core.config import ExtractConfig, cache_dir
+from core.errors import InputError, MmpipeError, ModelError
+from core.files import MIN_FREE_BYTES, atomic_write, writable_folder
 from mmlatch.checkpoint import LoadedCheckpoint, default_checkpoint, load_checkpoint
 from mmlatch.data import UtteranceData, read_feature_file
 from mmlatch.explain import UtteranceExplanation, explain_files, mask_summary
 from mmlatch.inference import predict
+from pipeline.backfill import discover_videos
+from pipeline.extract import extract_video
+from pipeline.names import video_name
+from pipeline.schema import MODALITIES
+from pipeline.store import read_metadata
 
 # |score| below this is "neutral" (half a point is the smallest step annotators' averages
 # resolve); the report's colours use the same band.

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pipeline.errors import InputError
+from core.errors import InputError
 from mmlatch.checkpoint import save_checkpoint
 from mmlatch.data import DeviceData, Normalisation, UtteranceData, bucket_batches, load_dataset
 from mmlatch.inference import amp_dtype, autocast, predict, resolve_device

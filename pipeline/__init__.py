@@ -6,5 +6,3 @@ extractors (``extractors/``, below this package) -> ``align`` (pooling frames ov
 ``store`` (``schema``, ``names``, ``claims``: the Parquet feature store). ``extract`` does one
 video, ``backfill`` a folder. Importing any of it only defines things.
 """
-
-__version__ = "0.1.0"

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from pipeline.records import FrameFeatures, Word, WordFeatures
+from core.records import FrameFeatures, Word, WordFeatures
 
 MIN_NEAREST_S = 0.25  # a short word may borrow a frame this far away (or 2 frame periods)
 COVERAGE_SUFFIX = "_present"

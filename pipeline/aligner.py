@@ -35,7 +35,7 @@ from typing import Sequence
 import numpy as np
 from pocketsphinx import Decoder
 
-from pipeline.records import Audio, Word
+from core.records import Audio, Word
 from pipeline.spoken import Token
 
 log = logging.getLogger(__name__)

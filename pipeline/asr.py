@@ -31,11 +31,11 @@ from typing import Iterator, Protocol, runtime_checkable
 import numpy as np
 from pocketsphinx import Decoder
 
+from core.config import WordsConfig, cache_dir
+from core.errors import InputError, ModelError
+from core.files import atomic_write_json, sha256_file
+from core.records import Audio, Word
 from pipeline.aligner import DECODER_LOCK, FRAME, frame_energy_db, to_pcm16
-from pipeline.config import WordsConfig, cache_dir
-from pipeline.errors import InputError, ModelError
-from pipeline.files import atomic_write_json, sha256_file
-from pipeline.records import Audio, Word
 
 log = logging.getLogger(__name__)
 

@@ -25,11 +25,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
+from core.config import ExtractConfig
+from core.errors import InputError, MmpipeError, OutputError
+from core.files import atomic_write, writable_folder
 from pipeline.claims import ClaimedElsewhere
-from pipeline.config import ExtractConfig
-from pipeline.errors import InputError, MmpipeError, OutputError
 from pipeline.extract import extract_video
-from pipeline.files import atomic_write, writable_folder
 from pipeline.names import VIDEO_EXTENSIONS, output_path, shared_outputs, video_names
 
 FAILURES_LOG = "failures.json"

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from pipeline.errors import MmpipeError
+from core.errors import MmpipeError
 
 
 class ClaimedElsewhere(MmpipeError):

@@ -1,9 +1,9 @@
 """One video -> one Parquet feature file: the extraction half of the pipeline, as a plain function.
 
-Order of work (data flows one way): probe + decode -> words with timings -> utterances ->
-text / acoustic / facial features -> word alignment -> atomic Parquet write. The facial stage
-(video decode + MediaPipe) needs no words, so it runs in a background thread beside the audio
-stages; PyAV, MediaPipe and CTranslate2 release the GIL, so the two cores both work.
+Order of work (data flows one way): probe + decode -> words with timings -> utterances -> every
+registered modality's features (``extractors.EXTRACTORS``) -> frame tracks pooled over the words
+-> atomic Parquet write. Extractors load, and frame extractors (face, voice) run, in background
+threads while the words are recognised: they need no words.
 
 A file is skipped when its Parquet output already records the same video content hash and the
 same feature key (extraction config, words-stage identity, transcript): the store is its own
@@ -12,36 +12,32 @@ manifest, which survives restarts and needs no orchestration state.
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import json
 import logging
-import re
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
-from typing import Callable
 
-import numpy as np
-
-from extractors.base import Clip
-from pipeline import __version__
-from pipeline.config import AcousticConfig, ExtractConfig, FacialConfig, TextConfig
+from core import __version__
+from core.config import ExtractConfig
+from core.errors import InputError, OutputError
+from core.files import MIN_FREE_BYTES, digest, sha256_file, writable_folder
+from core.progress import Progress, report
+from core.records import FrameFeatures, Word, WordFeatures
+from extractors import EXTRACTORS, Extractor, extractor_for
+from pipeline.align import pool_to_words
 from pipeline.claims import claim
-from pipeline.errors import InputError, MmpipeError, OutputError
-from pipeline.files import MIN_FREE_BYTES, sha256_file, writable_folder
+from pipeline.media import decode_audio, is_silent, probe, video_clip
 from pipeline.names import output_path, video_name
-from pipeline.records import Word, WordFeatures
 from pipeline.schema import MODALITIES, FeatureSchema, ModalitySpec, StoreMetadata
 from pipeline.store import feature_table, read_metadata, write_table
+from pipeline.transcripts import Transcript, find_sidecar, read_transcript
+from pipeline.utterances import split_utterances
+from pipeline.words import NoSpeechError, WordsResult, words_for, words_stage_id
 
 log = logging.getLogger("mmpipe.extract")
-
-# progress(stage, done, total): stage names are "words", "text", "audio", "vision", "write".
-Progress = Callable[[str, float, float], None]
 
 
 @dataclass
@@ -65,12 +61,10 @@ def content_hash(path: str | Path) -> str:
         raise InputError(f"cannot read file ({err.strerror})", str(path)) from None
 
 
-def feature_key(config: ExtractConfig, transcript=None) -> str:
+def feature_key(config: ExtractConfig, transcript: Transcript | None = None) -> str:
     """Everything that changes the features: the extraction settings, the identity of the words
     stage (the transcript's hash, or the ASR model's weights and settings when there is none),
     the extractors' versions. With a transcript, the recogniser's settings do not matter."""
-    from pipeline.words import words_stage_id
-
     settings = config.to_dict()
     settings.pop("words")
     parts = [
@@ -78,12 +72,10 @@ def feature_key(config: ExtractConfig, transcript=None) -> str:
         words_stage_id(config.words, transcript),
         __version__,
     ]
-    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:20]
+    return digest("|".join(parts))[:20]
 
 
 def find_transcript(video: Path, transcript: str | Path | None) -> Path | None:
-    from pipeline.transcripts import find_sidecar
-
     if transcript is not None:
         return Path(transcript)
     return find_sidecar(video)
@@ -123,77 +115,19 @@ def check_not_anothers(out_path: Path, video: Path, sha: str) -> None:
             "folder, or use --force to replace them", str(out_path))
 
 
-def is_up_to_date(
-    video: str | Path,
-    out_path: str | Path,
-    config: ExtractConfig | None = None,
-    transcript: str | Path | None = None,
-) -> bool:
-    """True when ``out_path`` holds features of this exact video content and feature key."""
-    from pipeline.transcripts import read_transcript
-
-    out_path = Path(out_path)
-    if not out_path.exists():
-        return False
-    path = find_transcript(Path(video), transcript)
-    script = read_transcript(path) if path else None
-    key = feature_key(config or ExtractConfig(), script)
-    return stored_features(out_path, content_hash(video), key) is not None
-
-
-# Which config section configures each modality's extractor, in MODALITIES order.
-_EXTRACTOR_SECTIONS = ("text", "acoustic", "facial")
-
-
-@lru_cache(maxsize=12)
-def _build_extractor(section: str, settings_json: str):
-    """Models load once per process per distinct config *section*, so changing, say, the face
-    sampling rate does not reload the text model."""
-    settings = json.loads(settings_json)
-    if section == "text":
-        from extractors.text import make_text_extractor
-
-        return make_text_extractor(TextConfig(**settings))
-    if section == "acoustic":
-        from extractors.acoustic import AcousticExtractor
-
-        return AcousticExtractor(AcousticConfig(**settings))
-    from extractors.facial import FacialExtractor
-
-    return FacialExtractor(FacialConfig(**settings))
-
-
-def extractor_for(config: ExtractConfig, section: str):
-    """The (cached) extractor configured by one section of ``config``."""
-    settings = dataclasses.asdict(getattr(config, section))
-    return _build_extractor(section, json.dumps(settings, sort_keys=True))
-
-
-def get_extractors(config: ExtractConfig):
-    """(text, acoustic, facial) extractors for ``config``, in MODALITIES order."""
-    return tuple(extractor_for(config, section) for section in _EXTRACTOR_SECTIONS)
-
-
-def _load_text_and_audio(config: ExtractConfig):
-    text_ex = extractor_for(config, "text")
-    audio_ex = extractor_for(config, "acoustic")
-    audio_ex.warm_up()
-    return text_ex, audio_ex
-
-
 def feature_schema(config: ExtractConfig) -> FeatureSchema:
     """The schema of features extracted with ``config``: what a model trained on them records
     and what every other producer of training data (the starter-model builder) must match."""
     return FeatureSchema(
         modalities={
             m: ModalitySpec(ex.name, str(ex.version), ex.feature_dim, tuple(ex.feature_names))
-            for m, ex in zip(MODALITIES, get_extractors(config))
+            for m, ex in ((m, extractor_for(m, config)) for m in MODALITIES)
         },
         config_hash=config.hash(),
     )
 
 
-def _text_model_warnings(found, config: ExtractConfig) -> list[str]:
+def _text_model_warnings(found: WordsResult, config: ExtractConfig) -> list[str]:
     """Speech transcribed in another language than English meets an English-only text model
     (the bundled MiniLM or GloVe) unless the user chose their own."""
     if found.language in (None, "en") or config.text.model_path is not None:
@@ -231,8 +165,6 @@ def extract_video(
     anywhere, where two files of the same name must not meet). The output folder is checked
     before any decoding, and the video is claimed (``pipeline.claims``) while it is extracted.
     """
-    from pipeline.transcripts import read_transcript
-
     config = config or ExtractConfig()
     video = Path(video)
     t0 = time.perf_counter()
@@ -256,18 +188,14 @@ def extract_video(
 
 def _extract(
     video: Path, out: Path, name: str, sha: str, key: str, config: ExtractConfig,
-    transcript_path: Path | None, script, progress: Progress | None, t_all: float,
+    transcript_path: Path | None, script: Transcript | None, progress: Progress | None, t_all: float,
 ) -> ExtractResult:
     """The extraction itself, once the output is known to be missing or stale and claimed."""
-    from pipeline.media import decode_audio, is_silent, probe
-    from pipeline.utterances import split_utterances
-    from pipeline.words import NoSpeechError, words_for
-
     stages: dict[str, float] = {}
     warnings: list[str] = []
 
-    def tick(name: str, t0: float) -> None:
-        stages[name] = round(stages.get(name, 0.0) + time.perf_counter() - t0, 3)
+    def tick(stage: str, t0: float) -> None:
+        stages[stage] = round(stages.get(stage, 0.0) + time.perf_counter() - t0, 3)
 
     t0 = time.perf_counter()
     info = probe(video)
@@ -283,31 +211,33 @@ def _extract(
     if silent and script is None:
         raise NoSpeechError("no speech found (the audio is silent)", str(video))
 
-    # The feature models load in background threads while the words are recognised (in a new
-    # process that is seconds of imports beside seconds of native ASR); the face track, which
-    # needs no words, starts as soon as its own model is ready.
-    pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="mmpipe-models")
-    models = pool.submit(_load_text_and_audio, config)
-    abandoned = threading.Event()  # set when the words fail: the face track is then not needed
+    clip = video_clip(video, info, audio)
+    abandoned = threading.Event()  # set when the words fail: the frame tracks are then not needed
 
-    def face_progress(done: int, total: int) -> None:
+    def stage_progress(stage: str, done: float, total: float) -> None:
         if abandoned.is_set():
             raise _Abandoned
-        if progress:
-            progress("vision", done, total)
+        report(progress, stage, done, total)
 
-    def run_face():
-        face_ex = extractor_for(config, "facial")
-        if info.frame_count == 0:
-            return None
+    def start(modality: str) -> tuple[Extractor, FrameFeatures | None, float]:
+        """Load (and warm up) one modality's extractor; frame extractors, which need no words,
+        also run at once."""
+        ex = extractor_for(modality, config)
+        ex.warm_up()
+        if ex.needs_words:
+            return ex, None, 0.0
         t = time.perf_counter()
-        track = face_ex.extract(Clip(str(video), info, audio, []), progress=face_progress)
-        return track, time.perf_counter() - t
+        return ex, ex.extract(clip, stage_progress), time.perf_counter() - t
 
-    face_future = pool.submit(run_face)
+    # Every modality starts in the background while the words are recognised (in a new process
+    # that is seconds of model loading and the face track beside seconds of native ASR; PyAV,
+    # MediaPipe, CTranslate2 and numpy release the GIL, so the cores all work).
+    pool = ThreadPoolExecutor(max_workers=len(EXTRACTORS), thread_name_prefix="mmpipe-extractor")
+    started: dict[str, Future] = {m: pool.submit(start, m) for m in EXTRACTORS}
     language = {"expected": config.words.language, "transcribed": None, "probability": None}
+    features: dict[str, WordFeatures] = {}
+    coverage: dict[str, float] = {}
     try:
-        # Words with timings.
         t0 = time.perf_counter()
         if silent and script is not None:
             why = "no audio track" if audio is None else "audio is silent"
@@ -322,64 +252,39 @@ def _extract(
             utterances = found.utterances
             warnings += found.warnings + _text_model_warnings(found, config)
             language.update(transcribed=found.language, probability=found.language_probability)
-        if progress:
-            progress("words", 1, 1)
+        report(progress, "words", 1, 1)
         tick("words", t0)
-        all_words = [w for u in utterances for w in u.words]
-        clip = Clip(str(video), info, audio, utterances)
-
-        text_ex, audio_ex = models.result()
-        t0 = time.perf_counter()
-        text_values, text_flags = text_ex.extract_with_flags(clip)
-        features = {"text": WordFeatures(np.asarray(text_values, np.float32), np.asarray(text_flags, bool))}
-        if progress:
-            progress("text", 1, 1)
-        tick("text", t0)
-
-        t0 = time.perf_counter()
-        from pipeline.align import pool_to_words
-
-        audio_track = audio_ex.extract(clip)
-        if silent:
-            audio_track.present[:] = False
-        features["audio"] = pool_to_words(audio_track, all_words)
-        if progress:
-            progress("audio", 1, 1)
-        tick("audio", t0)
-
-        if (face_result := face_future.result()) is not None:
-            face_track, face_s = face_result
-            stages["vision"] = round(face_s, 3)
-            coverage = float(face_track.present.mean()) if len(face_track.present) else 0.0
-        else:
-            from pipeline.records import FrameFeatures
-
-            face_ex = extractor_for(config, "facial")
-            face_track = FrameFeatures(
-                np.zeros(0), np.zeros((0, face_ex.feature_dim), np.float32), np.zeros(0, bool),
-                face_ex.feature_names,
-            )
-            coverage = 0.0
-        if coverage == 0.0:
-            warnings.append("no face found: facial features imputed and flagged")
-        features["vision"] = pool_to_words(face_track, all_words)
+        clip.utterances = utterances
+        all_words = clip.words
+        for modality, future in started.items():
+            ex, track, seconds = future.result()
+            t0 = time.perf_counter()
+            if track is None:  # a word extractor: its turn now
+                features[modality] = ex.extract(clip, progress)
+            else:
+                if modality == "audio" and silent:
+                    track.present[:] = False
+                coverage[modality] = float(track.present.mean()) if len(track.present) else 0.0
+                if coverage[modality] == 0.0 and ex.absent_warning:
+                    warnings.append(ex.absent_warning)
+                features[modality] = pool_to_words(track, all_words)
+            stages[modality] = round(seconds + time.perf_counter() - t0, 3)
     finally:
-        abandoned.set()  # after an error, stop the face track at its next progress step
+        abandoned.set()  # after an error, stop the frame tracks at their next progress step
         pool.shutdown(wait=True, cancel_futures=True)
 
     t0 = time.perf_counter()
-    schema = feature_schema(config)
     summary = {
         "words": len(all_words),
         "utterances": len(utterances),
-        "face_coverage": round(coverage, 4),
+        "face_coverage": round(coverage.get("vision", 0.0), 4),
         "duration_s": round(float(info.duration or (audio.duration if audio else 0.0)), 3),
         "words_imputed": {m: int(features[m].imputed.sum()) for m in MODALITIES},
         "language": language,
         "warnings": warnings,
     }
     meta = StoreMetadata(
-        schema=schema,
+        schema=feature_schema(config),
         video={
             "video_id": name,
             "path": str(video.resolve()),
@@ -391,8 +296,7 @@ def _extract(
         config=config.to_dict(),
         summary=summary,
     )
-    table = feature_table(name, utterances, features, meta)
-    write_table(out, table)
+    write_table(out, feature_table(name, utterances, features, meta))
     tick("write", t0)
     summary["stages_s"] = stages
     summary["total_s"] = round(time.perf_counter() - t_all, 3)
@@ -401,14 +305,3 @@ def _extract(
     for w in warnings:
         log.info("%s: %s", video, w)
     return ExtractResult(str(video), out, name, False, summary, warnings)
-
-
-
-__all__ = [
-    "ExtractResult",
-    "MmpipeError",
-    "content_hash",
-    "extract_video",
-    "feature_key",
-    "is_up_to_date",
-]

@@ -17,8 +17,9 @@ from pathlib import Path
 import av
 import numpy as np
 
-from pipeline.errors import InputError
-from pipeline.records import Audio, VideoInfo
+from core.errors import InputError
+from core.records import Audio, VideoInfo
+from extractors.base import Clip
 
 # A decoded video must reach this close (s) to its stated end, else the file was cut short.
 _TAIL_SLACK_S = 1.5
@@ -180,6 +181,14 @@ def probe(path: str | os.PathLike) -> VideoInfo:
             video_codec=video.codec_context.name,
             audio_codec=audio.codec_context.name if audio is not None else "",
         )
+
+
+def video_clip(path: str | os.PathLike, info: VideoInfo | None = None, audio: Audio | None = None) -> Clip:
+    """The extractors' view of a media file: its facts, its audio and its frames on request
+    (decoded here with real timestamps); ``info`` is probed when not given."""
+    info = probe(path) if info is None else info
+    frames = (lambda fps, max_width: iter_frames(path, fps, max_width)) if has_video(info) else None
+    return Clip(str(path), info, audio, [], frames)
 
 
 def has_video(info: VideoInfo | None) -> bool:

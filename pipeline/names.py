@@ -15,11 +15,12 @@ depends on which videos one run happens to process, or in which order.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
+
+from core.files import digest
 
 # Container formats ffmpeg/PyAV read that people keep talking-head recordings in.
 VIDEO_EXTENSIONS = frozenset(
@@ -41,10 +42,10 @@ def safe_name(text: str) -> str:
     clean = re.sub(r"^\.+", "_", clean).strip() or "video"
     if clean == text and len(text.encode("utf-8")) <= _MAX_BYTES:
         return text
-    digest = hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    tag = digest(text.encode("utf-8", "surrogateescape"))[:8]
     while len(clean.encode("utf-8")) > _MAX_BYTES:
         clean = clean[:-1]
-    return f"{clean}~{digest}"
+    return f"{clean}~{tag}"
 
 
 def _media_siblings(folder: Path) -> list[str]:

@@ -15,8 +15,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.files import atomic_write
-from pipeline.records import Utterance, WordFeatures
+from core.files import atomic_write
+from core.records import Utterance, WordFeatures
 from pipeline.schema import (
     METADATA_KEY,
     MODALITIES,

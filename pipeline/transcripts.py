@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pysubs2
 
-from pipeline.errors import InputError
+from core.errors import InputError
 from pipeline.spoken import Token, tokenize
 
 SIDECAR_SUFFIXES = (".srt", ".vtt", ".ass", ".ssa", ".txt")  # timed first: cues help long alignments

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Sequence
 
-from pipeline.config import WordsConfig
-from pipeline.records import Utterance, Word
+from core.config import WordsConfig
+from core.records import Utterance, Word
 
 if TYPE_CHECKING:
     from pipeline.transcripts import Transcript

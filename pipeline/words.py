@@ -14,7 +14,6 @@ may turn into "no words" with a warning instead of a failure.
 from __future__ import annotations
 
 import bisect
-import hashlib
 import json
 import logging
 import os
@@ -23,11 +22,12 @@ from typing import Union
 
 import numpy as np
 
+from core.config import WordsConfig
+from core.errors import InputError
+from core.files import digest
+from core.records import Audio, Utterance, Word
 from pipeline.aligner import Anchor, default_aligner
 from pipeline.asr import Recogniser, Transcription, make_recogniser
-from pipeline.config import WordsConfig
-from pipeline.errors import InputError
-from pipeline.records import Audio, Utterance, Word
 from pipeline.spoken import Token, tokenize
 from pipeline.transcripts import Transcript, read_transcript, transcript_from_text
 from pipeline.utterances import split_utterances
@@ -235,7 +235,7 @@ def words_stage_id(cfg: WordsConfig, transcript: TranscriptSource = None) -> str
     parsed = load_transcript(transcript)
     if parsed is not None:
         blob = json.dumps([parsed.text, [(c.start, c.end, c.text) for c in parsed.cues]])
-        return f"transcript@{hashlib.sha256(blob.encode()).hexdigest()[:16]}|{aligner}|{split}"
+        return f"transcript@{digest(blob)[:16]}|{aligner}|{split}"
     rec = make_recogniser(cfg)
     realign = f"realign={int(cfg.realign)}:shift={cfg.realign_max_shift_s}"
     return f"{rec.describe()}|{aligner}:{realign}|{split}"

@@ -40,18 +40,23 @@ from flows.environment import prepare_process  # noqa: E402
 prepare_process()  # this script is an entry point: offline hubs, numba's cache (before librosa)
 
 from rich.progress import (  # noqa: E402
-    BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn,
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
 )
 
+from core.config import ExtractConfig, cache_dir  # noqa: E402
+from core.errors import InputError, MmpipeError  # noqa: E402
+from core.files import atomic_write  # noqa: E402
 from mmlatch.checkpoint import checkpoint_paths, load_checkpoint  # noqa: E402
 from mmlatch.data import UtteranceData, read_store  # noqa: E402
-from mmlatch.labels import read_labels  # noqa: E402
 from mmlatch.inference import predict  # noqa: E402
+from mmlatch.labels import read_labels  # noqa: E402
 from mmlatch.metrics import regression_metrics  # noqa: E402
 from mmlatch.train import TrainConfig, json_safe, train  # noqa: E402
-from pipeline.config import ExtractConfig, cache_dir  # noqa: E402
-from pipeline.errors import InputError, MmpipeError  # noqa: E402
-from pipeline.files import atomic_write  # noqa: E402
 from scripts.starter.cache import SentenceCache, fill_cache  # noqa: E402
 from scripts.starter.faces import FaceBank  # noqa: E402
 from scripts.starter.sst import LABEL_MAPPING  # noqa: E402

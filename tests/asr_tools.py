@@ -12,8 +12,8 @@ from typing import Sequence
 
 import jiwer
 
+from core.records import Audio
 from pipeline.asr import Transcription
-from pipeline.records import Audio
 from pipeline.spoken import normalize_text
 
 

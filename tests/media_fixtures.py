@@ -12,7 +12,6 @@ from pathlib import Path
 import av
 import numpy as np
 
-
 # A film review in German, for the spoken-language checks (espeak-ng's German voice).
 GERMAN = ("Guten Tag. Heute möchte ich über den Film sprechen, den wir gestern im Kino gesehen haben. "
           "Er war wirklich großartig und die Schauspieler waren hervorragend.")

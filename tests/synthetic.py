@@ -13,12 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.records import Utterance, Word, WordFeatures
-from pipeline.schema import MODALITIES, FeatureSchema, ModalitySpec, StoreMetadata
-from pipeline.store import feature_table, write_table
-
+from core.records import Utterance, Word, WordFeatures
 from mmlatch.data import UtteranceData
 from mmlatch.labels import write_labels
+from pipeline.schema import MODALITIES, FeatureSchema, ModalitySpec, StoreMetadata
+from pipeline.store import feature_table, write_table
 
 CMU_DIMS = {"text": 300, "audio": 74, "vision": 35}
 SIGNAL = {"text": 1.0, "audio": 0.5, "vision": 0.3}

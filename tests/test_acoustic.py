@@ -7,11 +7,11 @@ import time
 import numpy as np
 import pytest
 
+from core.config import AcousticConfig
+from core.records import Audio
 from extractors.acoustic import AcousticExtractor
 from extractors.base import Clip
 from pipeline import media
-from pipeline.config import AcousticConfig
-from pipeline.records import Audio
 from tests.conftest import SPEECH, VIDEOS
 
 
@@ -103,7 +103,7 @@ def test_digital_silence_is_finite_and_unvoiced(extractor):
 def test_video_without_audio_gives_absent_rows_over_its_duration(extractor):
     path = VIDEOS / "carphone_noaudio.mp4"
     info = media.probe(path)
-    out = extractor.extract(Clip(path=str(path), info=info, audio=None, utterances=[]))
+    out = extractor.extract(media.video_clip(path, info))
     assert len(out.times) == int(info.duration / 0.01) + 1
     assert not out.present.any() and not out.values.any()
     assert out.values.shape[1] == extractor.feature_dim
@@ -113,7 +113,7 @@ def test_audio_shorter_than_video_is_padded_with_absent_rows(extractor):
     path = VIDEOS / "noface_face.mov"  # 3.97 s of audio in a 6.38 s video
     info = media.probe(path)
     audio = media.decode_audio(path)
-    out = extractor.extract(Clip(path=str(path), info=info, audio=audio, utterances=[]))
+    out = extractor.extract(media.video_clip(path, info, audio))
     assert out.times[-1] == pytest.approx(info.duration, abs=0.011)
     np.testing.assert_allclose(np.diff(out.times), 0.01, atol=1e-9)
     real = int(audio.duration / 0.01) + 1

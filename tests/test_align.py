@@ -7,11 +7,10 @@ import time
 import numpy as np
 import pytest
 
+from core.records import FrameFeatures, Word
 from extractors.acoustic import AcousticExtractor
-from extractors.base import Clip
 from pipeline import media
 from pipeline.align import pool_to_words
-from pipeline.records import FrameFeatures, Word
 from tests.conftest import DATA
 
 
@@ -136,7 +135,7 @@ def test_real_grid_speech_pooled_onto_the_corpus_word_alignment():
     words = [Word(w, int(a) / 25000, int(b) / 25000) for a, b, w in rows]
     audio = media.decode_audio(clip)
     ex = AcousticExtractor()
-    acoustic = ex.extract(Clip(str(clip), media.probe(clip), audio, []))
+    acoustic = ex.extract(media.video_clip(clip, audio=audio))
     out = pool_to_words(acoustic, words)
     assert out.values.shape == (len(words), ex.feature_dim) and not out.imputed.any()
     rms = out.values[:, ex.feature_names.index("rms_db")]

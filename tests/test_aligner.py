@@ -10,9 +10,9 @@ import av
 import numpy as np
 import pytest
 
+from core.config import WordsConfig
+from core.records import Audio, Word
 from pipeline.aligner import Anchor, PocketsphinxAligner, default_aligner, letter_to_sound
-from pipeline.config import WordsConfig
-from pipeline.records import Audio, Word
 from pipeline.spoken import tokenize
 from pipeline.words import NoSpeechError, words_for
 from tests.conftest import DATA

@@ -5,32 +5,30 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 import shutil
 import socket
-import subprocess
 import tempfile
 from pathlib import Path
 
 import pytest
 
+from core.config import WordsConfig
+from core.errors import ModelError
+from core.records import Audio
 from pipeline import asr
 from pipeline.asr import (
     BASE_SHA256,
     LanguageMismatch,
     PocketsphinxRecogniser,
-    TransformersRecogniser,
     Transcription,
+    TransformersRecogniser,
     WhisperRecogniser,
     ensure_whisper_base,
     make_recogniser,
     resolve_whisper,
     verify_file,
 )
-from pipeline.config import WordsConfig
-from pipeline.errors import ModelError
-from pipeline.records import Audio
 from pipeline.spoken import normalize_text
 from pipeline.words import NoSpeechError, words_for, words_stage_id
 from tests.asr_tools import FixedRecogniser

@@ -12,6 +12,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from core.errors import InputError, TransientError
 from pipeline.backfill import (
     FAILURES_LOG,
     Failure,
@@ -27,7 +28,6 @@ from pipeline.backfill import (
     resolve_config,
     sweep_stale_temp_files,
 )
-from pipeline.errors import InputError, TransientError
 from pipeline.store import read_metadata, read_video, store_files
 from tests.conftest import VIDEOS
 

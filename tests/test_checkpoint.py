@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.errors import ModelError
-from pipeline.schema import FeatureSchema, ModalitySpec
+from core.errors import ModelError
 from mmlatch.checkpoint import load_checkpoint, save_checkpoint
 from mmlatch.data import Normalisation
 from mmlatch.model import MMLatch, ModelConfig
+from pipeline.schema import FeatureSchema, ModalitySpec
 from tests.synthetic import synthetic_schema
 
 DIMS = {"text": 10, "audio": 6, "vision": 4}

@@ -13,11 +13,11 @@ import h5py
 import numpy as np
 import pytest
 
-from pipeline.errors import InputError
-from pipeline.store import read_metadata, read_video, store_files
+from core.errors import InputError
 from mmlatch.cmu import average_over_words, import_csd, import_pickle, read_folds
 from mmlatch.data import load_dataset
 from mmlatch.labels import read_labels
+from pipeline.store import read_metadata, read_video, store_files
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -12,11 +12,13 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from core.config import ExtractConfig
+from extractors import extractor_for
 from flows import cli
-from pipeline.config import ExtractConfig
-from pipeline.extract import extract_video, is_up_to_date
+from pipeline.extract import content_hash, extract_video, feature_key, find_transcript, stored_features
 from pipeline.schema import MODALITIES
 from pipeline.store import read_metadata, read_video
+from pipeline.transcripts import read_transcript
 from tests.conftest import ROOT, SPEECH, VIDEOS
 from tests.media_fixtures import GERMAN, espeak, mux
 
@@ -26,6 +28,13 @@ HARVARD_TEXT = (
 )
 # Quick settings for clips whose words come from a transcript: the ASR model is never loaded.
 FAST = ExtractConfig().with_overrides({"facial.fps": 10.0})
+
+
+def is_up_to_date(video: Path, out_path: Path, config: ExtractConfig) -> bool:
+    """Whether extraction would skip the video: its file records this content and feature key."""
+    path = find_transcript(Path(video), None)
+    key = feature_key(config, read_transcript(path) if path else None)
+    return stored_features(Path(out_path), content_hash(video), key) is not None
 
 
 def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -199,7 +208,8 @@ def test_other_containers(container, tmp_path):
 def test_models_load_once_per_config_section():
     """Changing the face sampling rate builds a new face extractor but reuses the loaded text
     model and acoustic extractor (each section of the config has its own model cache)."""
-    from pipeline.extract import get_extractors
+    def get_extractors(config):
+        return tuple(extractor_for(m, config) for m in ("text", "audio", "vision"))
 
     a = get_extractors(FAST)
     b = get_extractors(FAST.with_overrides({"facial.fps": 3.0}))
@@ -210,7 +220,7 @@ def test_models_load_once_per_config_section():
 def test_a_failed_words_stage_stops_the_face_track_early(tmp_path, monkeypatch):
     """When recognition fails, the error comes back without waiting for the rest of the face
     track, and no file is written."""
-    import pipeline.words as words_module
+    import pipeline.extract as extract_module
     from extractors.facial import FacialExtractor
     from pipeline.words import NoSpeechError
 
@@ -228,7 +238,7 @@ def test_a_failed_words_stage_stops_the_face_track_early(tmp_path, monkeypatch):
         raise NoSpeechError("nothing recognised")
 
     monkeypatch.setattr(FacialExtractor, "_detect", counting_detect)
-    monkeypatch.setattr(words_module, "words_for", no_words)
+    monkeypatch.setattr(extract_module, "words_for", no_words)
     # Real speech on a real 19 s face video: 285 face frames at 15 fps.
     video = mux(VIDEOS / "WolfgangLanger_Pexels.mp4", SPEECH / "jfk.flac", tmp_path / "talk.mp4", seconds=19.0)
     out = tmp_path / "out"

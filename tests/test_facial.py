@@ -7,11 +7,10 @@ import zipfile
 import numpy as np
 import pytest
 
-from extractors.base import Clip
+from core.config import FacialConfig
+from core.errors import ModelError
 from extractors.facial import BLENDSHAPES, FacialExtractor, face_geometry, head_pose
 from pipeline import media
-from pipeline.config import FacialConfig
-from pipeline.errors import ModelError
 from tests.conftest import SPEECH, VIDEOS
 
 
@@ -23,7 +22,7 @@ def extractor() -> FacialExtractor:
 def run(extractor: FacialExtractor, name: str):
     path = VIDEOS / name
     info = media.probe(path)
-    return info, extractor.extract(Clip(path=str(path), info=info, audio=None, utterances=[]))
+    return info, extractor.extract(media.video_clip(path, info))
 
 
 def col(track, name: str) -> np.ndarray:
@@ -78,7 +77,7 @@ def test_scene_without_a_face(extractor):
 
 
 def test_audio_only_input_gives_an_empty_track(extractor):
-    tr = extractor.extract(Clip(path=str(SPEECH / "jfk.flac"), info=None, audio=None, utterances=[]))
+    tr = extractor.extract(media.video_clip(SPEECH / "jfk.flac"))
     assert tr.values.shape == (0, extractor.feature_dim)
 
 

@@ -3,8 +3,8 @@ transient-only retries, resume after SIGKILL, the Dask runner, GPU slots, train 
 
 from __future__ import annotations
 
-import json
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -31,12 +31,12 @@ from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 
 import flows.backfill as fb  # noqa: E402
 import pipeline.backfill as backfill_module  # noqa: E402
+from core.errors import InputError, TransientError  # noqa: E402
 from flows.backfill import backfill_flow  # noqa: E402
+from flows.cli import main  # noqa: E402
 from flows.gpu import gpu_slot, limit_name  # noqa: E402
 from flows.runtime import retry_if_transient  # noqa: E402
 from pipeline.backfill import FAILURES_LOG  # noqa: E402
-from flows.cli import main  # noqa: E402
-from pipeline.errors import InputError, TransientError  # noqa: E402
 from pipeline.store import read_video, store_files  # noqa: E402
 from tests.conftest import ROOT, VIDEOS  # noqa: E402
 from tests.test_backfill import FAST, GOOD, make_clip_dir, outputs  # noqa: E402
@@ -212,10 +212,9 @@ def test_gpu_steps_take_turns_on_one_device_and_cpu_needs_no_slot():
 
 
 def test_train_and_score_flows_publish_artifacts(tmp_path):
-    from tests.synthetic import write_synthetic_store
-
     from flows.score import score_flow
     from flows.train import train_flow
+    from tests.synthetic import write_synthetic_store
 
     features, labels = write_synthetic_store(tmp_path / "syn", n_videos=8, utterances_per_video=3, max_words=12)
     state = train_flow(str(features), str(labels), str(tmp_path / "model"),

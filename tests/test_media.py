@@ -11,8 +11,8 @@ import cv2
 import numpy as np
 import pytest
 
+from core.errors import InputError
 from pipeline import media
-from pipeline.errors import InputError
 from tests.conftest import DATA, SPEECH, VIDEOS
 
 KATIE = VIDEOS / "WDA_KatieHill_000.mp4"

@@ -8,10 +8,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from core.config import ExtractConfig
+from core.errors import OutputError
 from flows import cli
 from pipeline.backfill import backfill
-from pipeline.config import ExtractConfig
-from pipeline.errors import OutputError
 from pipeline.extract import extract_video
 from pipeline.names import output_path, safe_name, shared_outputs, video_name, video_names
 from pipeline.store import read_metadata, store_files

@@ -19,14 +19,13 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from mmlatch.checkpoint import load_checkpoint, save_checkpoint
-from mmlatch.model import MMLatch, ModelConfig
 import mmlatch.checkpoint
-from mmlatch.checkpoint import STARTER_DIR
-from mmlatch.explain import explain_files
+from core.config import ExtractConfig
+from core.errors import ModelError
 from flows import cli
-from pipeline.config import ExtractConfig
-from pipeline.errors import ModelError
+from mmlatch.checkpoint import STARTER_DIR, load_checkpoint, save_checkpoint
+from mmlatch.explain import explain_files
+from mmlatch.model import MMLatch, ModelConfig
 from pipeline.extract import extract_video
 from pipeline.store import read_metadata, read_video
 from tests.conftest import ROOT, VIDEOS

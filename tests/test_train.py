@@ -8,16 +8,16 @@ import shutil
 import numpy as np
 import pytest
 
-from pipeline.errors import InputError, MmpipeError, ModelError
-from pipeline.store import store_files
-from mmlatch.checkpoint import load_checkpoint
+from core.errors import InputError, MmpipeError, ModelError
 from flows.cli.model import register
+from mmlatch.checkpoint import load_checkpoint
 from mmlatch.data import load_dataset
-from mmlatch.labels import read_labels
 from mmlatch.evaluate import evaluate
+from mmlatch.labels import read_labels
 from mmlatch.score import score_files, sentiment_label
-from tests.synthetic import write_synthetic_store
 from mmlatch.train import TrainConfig, train
+from pipeline.store import store_files
+from tests.synthetic import write_synthetic_store
 
 DIMS = {"text": 10, "audio": 6, "vision": 4}
 FAST = dict(epochs=3, hidden=8, batch_size=8, quiet=True, device="cpu")

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from pipeline.errors import InputError
+from core.errors import InputError
 from pipeline.transcripts import (
     find_sidecar,
     parse_ass,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.config import WordsConfig
-from pipeline.records import Word
+from core.config import WordsConfig
+from core.records import Word
 from pipeline.transcripts import transcript_from_text
 from pipeline.utterances import boundaries, split_utterances
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.records import Utterance, Word, WordFeatures
+from core.records import Utterance, Word, WordFeatures
 from pipeline.schema import MODALITIES, FeatureSchema, ModalitySpec, StoreMetadata
 from pipeline.store import check_word_times, feature_table
 from pipeline.words import _fit_between_aligned, in_time_order

@@ -14,9 +14,9 @@ import logging
 import os
 import sys
 
+from core.errors import MmpipeError
 from flows.cli import backfill, extract, flow, model, score
 from flows.environment import prepare_process, quiet_library_warnings
-from pipeline.errors import MmpipeError
 
 COMMANDS = (extract, score, backfill, flow, model)
 

@@ -12,11 +12,12 @@ import argparse
 import json
 import os
 
+from core.errors import InputError
+from core.files import MIN_FREE_BYTES, writable_folder
 from flows.cli.options import add_config_args, config_from_args
 from flows.environment import DASHBOARD_ENV, prepare_prefect
+from flows.lifetime import owned_processes
 from pipeline.backfill import FAILURES_LOG, Failure, check_input_dir, format_failures
-from pipeline.errors import InputError
-from pipeline.files import MIN_FREE_BYTES, writable_folder
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -55,8 +56,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     if args.dask_dashboard:
         os.environ[DASHBOARD_ENV] = args.dask_dashboard
     # Deferred: Prefect takes ~2 s to import, and its logging settings must be decided first.
-    from flows.backfill import backfill_flow
-    from flows.lifetime import owned_processes
+    from flows.backfill import backfill_flow  # deferred: see above
 
     with owned_processes():  # the temporary API server too: it starts with the first flow call
         result = backfill_flow(

@@ -7,11 +7,11 @@ import json
 import sys
 from pathlib import Path
 
+from core.errors import MmpipeError, OutputError
+from core.files import MIN_FREE_BYTES, writable_folder
 from flows.cli.options import add_config_args, config_from_args
 from flows.cli.progress import StageProgress
-from pipeline.errors import MmpipeError, OutputError
 from pipeline.extract import ExtractResult, extract_video
-from pipeline.files import MIN_FREE_BYTES, writable_folder
 from pipeline.names import output_path, shared_outputs
 
 

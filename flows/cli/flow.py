@@ -8,8 +8,9 @@ import inspect
 import json
 from typing import Any
 
+from core.errors import InputError
 from flows.environment import prepare_prefect
-from pipeline.errors import InputError
+from flows.lifetime import owned_processes
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -49,8 +50,7 @@ def cmd_flow_run(args: argparse.Namespace) -> int:
     params = parse_params(args.param)
     prepare_prefect(args.quiet)
     # Deferred: Prefect takes ~2 s to import, and its logging settings must be decided first.
-    from flows.deployments import load_flow
-    from flows.lifetime import owned_processes
+    from flows.deployments import load_flow  # deferred: Prefect takes ~2 s to import
 
     flow = load_flow(args.name)
     sig = inspect.signature(flow.fn)

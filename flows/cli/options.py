@@ -7,8 +7,8 @@ import argparse
 import json
 from pathlib import Path
 
-from pipeline.config import ExtractConfig
-from pipeline.errors import MmpipeError
+from core.config import ExtractConfig
+from core.errors import MmpipeError
 
 # Flag -> dotted config key.
 CONFIG_FLAGS: dict[str, tuple[str, type, str]] = {

@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any, Sequence
 from rich.console import Console
 from rich.table import Table
 
+from core.errors import InputError, OutputError
+from core.files import writable_folder
 from flows.cli.options import add_config_args, config_from_args
 from flows.cli.progress import StageProgress
-from pipeline.errors import InputError, OutputError
-from pipeline.files import writable_folder
 
 if TYPE_CHECKING:  # the model side pulls in torch; the handler imports it when it runs
     from mmlatch.score import ScoreRun, VideoScore

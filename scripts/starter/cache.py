@@ -20,12 +20,12 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from core.config import ExtractConfig
+from core.files import atomic_write
+from core.records import Audio, Utterance, Word, WordFeatures
+from extractors import extractor_for
 from extractors.base import Clip
 from pipeline.align import pool_to_words
-from pipeline.config import ExtractConfig
-from pipeline.extract import get_extractors
-from pipeline.records import Audio, Utterance, Word, WordFeatures
-from pipeline.files import atomic_write
 from scripts.starter.keys import FEATURES_VERSION, SYNTH_VERSION, digest, stable_seed
 from scripts.starter.speech import Speech, speak, voice_for
 from scripts.starter.sst import Sample
@@ -82,7 +82,7 @@ class SentenceCache:
     def identities(self) -> tuple[str, str]:
         """(text, acoustic) extractor identities; loading the text model costs a few seconds."""
         if self._identity is None:
-            text_ex, audio_ex, _ = get_extractors(self.config)
+            text_ex, audio_ex = extractor_for("text", self.config), extractor_for("audio", self.config)
             self._identity = (
                 digest(text_ex.name, text_ex.version, self.config.text.__dict__),
                 digest(audio_ex.name, audio_ex.version, self.config.acoustic.__dict__,
@@ -131,7 +131,7 @@ class SentenceCache:
 
     def compute(self, samples: Sequence[Sample]) -> None:
         """Fill the cache for ``samples`` with the real extractors (text batched over them)."""
-        text_ex, audio_ex, _ = get_extractors(self.config)
+        text_ex, audio_ex = extractor_for("text", self.config), extractor_for("audio", self.config)
         todo = [s for s in samples if self.missing(s)]
         if not todo:
             return
@@ -140,8 +140,8 @@ class SentenceCache:
         need_text = [i for i, k in enumerate(keys) if not self.path("text", k.text).exists()]
         if need_text:
             utts = [Utterance(j, tuple(speeches[i].words)) for j, i in enumerate(need_text)]
-            values, flags = text_ex.extract_with_flags(Clip("starter:text", None, None, utts))
-            values, flags = np.asarray(values, np.float32), np.asarray(flags, bool)
+            found = text_ex.extract(Clip("starter:text", None, None, utts))
+            values, flags = np.asarray(found.values, np.float32), np.asarray(found.imputed, bool)
             pos = 0
             for i in need_text:
                 n = len(todo[i].words)

@@ -15,13 +15,13 @@ from typing import Sequence
 
 import numpy as np
 
-from extractors.base import Clip, FrameExtractor
+from core.config import ExtractConfig
+from core.errors import InputError
+from core.records import FrameFeatures, Word, WordFeatures
+from extractors import FrameExtractor, extractor_for
 from pipeline.align import pool_to_words
-from pipeline.config import ExtractConfig
-from pipeline.errors import InputError
-from pipeline.extract import content_hash, get_extractors
-from pipeline.media import probe
-from pipeline.records import FrameFeatures, Word, WordFeatures
+from pipeline.extract import content_hash
+from pipeline.media import video_clip
 from scripts.starter.cache import Progress, load_npz, save_npz
 from scripts.starter.keys import digest
 
@@ -36,7 +36,7 @@ class FaceBank:
     @classmethod
     def build(cls, videos: Sequence[str | Path], config: ExtractConfig, cache_root: str | Path,
               progress: Progress | None = None) -> "FaceBank":
-        _, _, face_ex = get_extractors(config)
+        face_ex = extractor_for("vision", config)
         identity = digest(face_ex.name, face_ex.version, config.facial.__dict__)
         names, tracks = [], []
         for n, video in enumerate(videos):
@@ -71,7 +71,7 @@ def _face_track(video: Path, face_ex: FrameExtractor, identity: str, cache_root:
     if cached is not None:
         return FrameFeatures(cached["times"], cached["values"].astype(np.float32),
                              cached["present"].astype(bool), [str(x) for x in cached["names"]])
-    track = face_ex.extract(Clip(str(video), probe(video), None, []))
+    track = face_ex.extract(video_clip(video))
     save_npz(path, times=track.times, values=track.values, present=track.present, names=np.array(track.names))
     return track
 

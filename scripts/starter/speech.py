@@ -18,8 +18,8 @@ from typing import Sequence
 import librosa
 import numpy as np
 
-from pipeline.errors import ModelError
-from pipeline.records import Audio, Word
+from core.errors import ModelError
+from core.records import Audio, Word
 from scripts.starter.keys import stable_seed
 
 

@@ -22,7 +22,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from pipeline.errors import InputError
+from core.errors import InputError
 
 SST_SCORE = {0: -2.0, 1: -1.0, 2: 0.0, 3: 1.0, 4: 2.0}
 LABEL_MAPPING = (

@@ -16,10 +16,10 @@ from typing import Sequence
 import numpy as np
 import pyarrow as pa
 
+from core.errors import ModelError
+from core.records import Utterance, Word, WordFeatures
 from mmlatch.labels import write_labels
-from pipeline.errors import ModelError
 from pipeline.extract import feature_schema
-from pipeline.records import Utterance, Word, WordFeatures
 from pipeline.schema import MODALITIES, FeatureSchema, StoreMetadata
 from pipeline.store import feature_table, read_metadata, write_table
 from scripts.starter.cache import FeatureKeys, Progress, SentenceCache

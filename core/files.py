@@ -1,5 +1,5 @@
 """File utilities every writer and verifier shares: atomic publication, a check that an output
-folder can be written before any work, and content hashes.
+folder can be written before any work, and the content hashes (``digest``, ``sha256_file``).
 
 Every write failure (read-only or immutable folder, full disk, a path under /proc, an existing
 file where a folder should be) becomes one ``OutputError`` naming the path and the cause, and
@@ -15,8 +15,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from pipeline.errors import OutputError
-
+from core.errors import OutputError
 
 
 def _umask() -> int:
@@ -100,9 +99,25 @@ def atomic_write_json(path: str | os.PathLike, data) -> None:
     atomic_write(path, write)
 
 
+def digest(*parts: str | bytes) -> str:
+    """SHA-256 (hex) of the parts one after another: the one way mmpipe names a thing by its
+    content (settings, transcripts, model files); callers shorten it where they need a key."""
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part.encode() if isinstance(part, str) else part)
+    return h.hexdigest()
+
+
+def file_head(path: str | os.PathLike, size: int = 1 << 20) -> bytes:
+    """The first ``size`` bytes: enough, with the file's name and length, to tell model files
+    of hundreds of MB apart without reading them whole."""
+    with open(path, "rb") as fh:
+        return fh.read(size)
+
+
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
-    digest = hashlib.sha256()
+    h = hashlib.sha256()
     with open(path, "rb") as fh:
         while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+            h.update(block)
+    return h.hexdigest()

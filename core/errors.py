@@ -31,3 +31,9 @@ class ModelError(MmpipeError):
 
 class TransientError(MmpipeError):
     transient = True
+
+
+def first_line(err: BaseException) -> str:
+    """A library's exception as one line for a message: its type and the first line of its text."""
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__

@@ -8,12 +8,13 @@ valid. CLI flags and Prefect flow parameters override fields with ``ExtractConfi
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from core.files import digest
 
 
 def cache_dir() -> Path:
@@ -176,7 +177,7 @@ class ExtractConfig:
     def hash(self) -> str:
         """Stable digest of every setting that changes extracted features."""
         blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        return digest(blob)[:16]
 
 
 _SECTIONS = {
