@@ -29,31 +29,6 @@ def _flags(values, n: int) -> list[bool]:
     return [bool(v) for v in values]
 
 
-def boundaries(
-    words: Sequence[Word],
-    cfg: WordsConfig,
-    sentence_ends: "Sequence[bool] | Transcript | None" = None,
-    segment_ends: Sequence[bool] | None = None,
-) -> list[int]:
-    """Indices of the words that end an utterance (the last word always does)."""
-    n = len(words)
-    if n == 0:
-        return []
-    sent = _flags(sentence_ends, n)
-    seg = _flags(segment_ends, n)
-    ends = [a or b for a, b in zip(sent, seg)]
-    if not any(sent) and not any(seg[:-1]):  # the text says nothing: fall back to pauses
-        ends = [words[i + 1].start - words[i].end > cfg.utterance_gap_s for i in range(n - 1)] + [True]
-    ends[-1] = True
-    cuts: list[int] = []
-    first = 0
-    for i, end in enumerate(ends):
-        if end:
-            cuts.extend(_split_long(words, first, i + 1, cfg.max_utterance_s))
-            first = i + 1
-    return cuts
-
-
 def _split_long(words: Sequence[Word], first: int, stop: int, max_s: float) -> list[int]:
     """End indices for words[first:stop], splitting at the longest pause while too long."""
     if stop - first < 2 or words[stop - 1].end - words[first].start <= max_s:
@@ -76,9 +51,24 @@ def split_utterances(
 
     ``sentence_ends`` flags the words followed by . ! ? — or is the ``Transcript`` the words
     came from (one word per transcript token), whose punctuation is then used."""
+    n = len(words)
+    if n == 0:
+        return []
+    sent = _flags(sentence_ends, n)
+    seg = _flags(segment_ends, n)
+    ends = [a or b for a, b in zip(sent, seg)]
+    if not any(sent) and not any(seg[:-1]):  # the text says nothing: fall back to pauses
+        ends = [words[i + 1].start - words[i].end > cfg.utterance_gap_s for i in range(n - 1)] + [True]
+    ends[-1] = True
+    cuts: list[int] = []
+    first = 0
+    for i, end in enumerate(ends):
+        if end:
+            cuts.extend(_split_long(words, first, i + 1, cfg.max_utterance_s))
+            first = i + 1
     out: list[Utterance] = []
     first = 0
-    for end in boundaries(words, cfg, sentence_ends, segment_ends):
+    for end in cuts:
         out.append(Utterance(len(out), tuple(words[first : end + 1])))
         first = end + 1
     return out

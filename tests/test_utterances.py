@@ -7,7 +7,7 @@ import pytest
 from core.config import WordsConfig
 from core.records import Word
 from pipeline.transcripts import transcript_from_text
-from pipeline.utterances import boundaries, split_utterances
+from pipeline.utterances import split_utterances
 
 
 def words_at(*spans: tuple[float, float]) -> list[Word]:
@@ -37,11 +37,20 @@ def test_segment_ends_split_too():
     assert [len(u.words) for u in utts] == [2, 2]
 
 
+def cuts_of(words, cfg) -> list[int]:
+    """Index of the last word of each utterance."""
+    ends, n = [], -1
+    for u in split_utterances(words, cfg):
+        n += len(u.words)
+        ends.append(n)
+    return ends
+
+
 def test_pauses_only_when_text_gives_no_boundary():
     words = words_at((0, 0.5), (0.6, 1.0), (1.9, 2.2), (2.3, 2.6), (3.41, 4.0))
     # gaps: 0.1, 0.9 (> 0.8), 0.1, 0.81 (> 0.8)
-    assert boundaries(words, CFG) == [1, 3, 4]
-    assert boundaries(words, WordsConfig(utterance_gap_s=1.0)) == [4]
+    assert cuts_of(words, CFG) == [1, 3, 4]
+    assert cuts_of(words, WordsConfig(utterance_gap_s=1.0)) == [4]
 
 
 def test_long_utterance_split_at_longest_pause():
@@ -52,16 +61,16 @@ def test_long_utterance_split_at_longest_pause():
         t += 1.0 + (0.5 if i == 9 else 0.3 if i == 20 else 0.0)
     words = words_at(*spans)
     # 30.8 s in all: split at the longest pause -> 0-9 (10 s) and 10-29 (20.3 s)
-    cuts = boundaries(words, WordsConfig(utterance_gap_s=5.0, max_utterance_s=21.0))
+    cuts = cuts_of(words, WordsConfig(utterance_gap_s=5.0, max_utterance_s=21.0))
     assert cuts == [9, 29]
     # with a 20 s limit the second part is too long as well and splits at its own pause
-    cuts = boundaries(words, WordsConfig(utterance_gap_s=5.0, max_utterance_s=20.0))
+    cuts = cuts_of(words, WordsConfig(utterance_gap_s=5.0, max_utterance_s=20.0))
     assert cuts == [9, 20, 29]
 
 
 def test_back_to_back_words_split_near_the_middle():
     words = words_at(*[(float(i), float(i + 1)) for i in range(10)])
-    cuts = boundaries(words, WordsConfig(max_utterance_s=6.0))
+    cuts = cuts_of(words, WordsConfig(max_utterance_s=6.0))
     assert cuts == [4, 9]
     assert all(words[b].end - words[a].start <= 6.0 for a, b in zip([0] + [c + 1 for c in cuts], cuts))
 
