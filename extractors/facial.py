@@ -160,10 +160,6 @@ class FacialExtractor(FrameExtractor):
         bs = [f"bs_{n.lstrip('_')}" for n in BLENDSHAPES]
         return [*bs, *POSE, *GEOMETRY, PRESENCE]
 
-    def describe(self) -> dict:
-        return {**super().describe(), "fps": self.config.fps, "max_width": self.config.max_width,
-                "streams": self.config.streams}
-
     def _create(self):
         # mediapipe is imported here: it takes ~0.6 s and only this extractor needs it.
         from mediapipe.tasks.python import vision

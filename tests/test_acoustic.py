@@ -40,7 +40,7 @@ def test_feature_names_are_stable_and_match_the_matrix(extractor, track):
     assert names[:3] == ["mfcc_0", "mfcc_1", "mfcc_2"]
     assert {"f0_hz", "voiced", "voicing_prob", "rms_db", "spectral_centroid_khz", "zcr"} <= set(names)
     assert track.names == names
-    assert extractor.describe()["extractor"] == "librosa-acoustic"
+    assert extractor.name == "librosa-acoustic"
     no_deltas = AcousticExtractor(AcousticConfig(deltas=False, n_mfcc=20))
     assert no_deltas.feature_dim == 20 + 9
 

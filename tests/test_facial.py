@@ -33,7 +33,7 @@ def test_feature_layout(extractor):
     names = extractor.feature_names
     assert len(names) == len(set(names)) == extractor.feature_dim == len(BLENDSHAPES) + 3 + 4 + 1
     assert names[0] == "bs_neutral" and "bs_jawOpen" in names and names[-1] == "face_present"
-    assert extractor.describe()["extractor"] == "mediapipe-facelandmarker"
+    assert extractor.name == "mediapipe-facelandmarker"
     assert extractor.version.startswith("1+")  # carries the model file's digest
 
 

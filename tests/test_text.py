@@ -115,7 +115,7 @@ def test_minilm_on_real_utterances(minilm, mosi_sentences, jfk_words):
     assert np.isfinite(values).all() and (np.abs(values).sum(axis=1) > 0).all()
     assert not imputed.any()
     assert minilm.feature_names == [f"text_{i}" for i in range(384)]
-    assert minilm.describe() == {"extractor": "hf:all-MiniLM-L6-v2", "version": minilm.version, "dim": 384}
+    assert (minilm.name, minilm.feature_dim) == ("hf:all-MiniLM-L6-v2", 384)
     again = minilm.extract(clip).values
     np.testing.assert_array_equal(again, values)  # deterministic
 
