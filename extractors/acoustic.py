@@ -167,7 +167,6 @@ class AcousticExtractor(FrameExtractor):
             names += [f"mfcc_delta_{i}" for i in range(n)] + [f"mfcc_delta2_{i}" for i in range(n)]
         return names + ["f0_hz", "voiced", "voicing_prob", "rms_db", *SPECTRAL]
 
-
     def _hop(self, sr: int) -> int:
         return max(1, int(round(self.config.hop_s * sr)))
 
