@@ -44,11 +44,15 @@ def score_flow(
     if (features is None) == (videos is None):
         raise InputError("give either features (a feature store) or videos (a video or a folder of videos)")
     failures: list[dict[str, str]] = []
+    extraction: dict[str, int] | None = None
     with gpu_slot():
         if videos is not None:
             run = score_videos([videos], checkpoint, features_dir, resolve_config(config), batch_size=batch_size,
                                device=device, on_failure=lambda v: logger.warning("%s", v.error))
             failures = [{"video": v.video, "error": v.error or ""} for v in run.failures]
+            cached = sum(bool(v.extraction.get("cached")) for v in run.scored)
+            extraction = {"videos": len(run.videos), "extracted": len(run.scored) - cached, "cached": cached,
+                          "failed": len(failures)}
             if run.result is None:
                 raise InputError(f"no video could be scored ({len(failures)} failed)", videos)
             result: ScoreResult = run.result
@@ -69,6 +73,7 @@ def score_flow(
         "videos_output": str(videos_out),
         "videos": len(result.videos),
         "utterances": len(result.utterances),
+        "extraction": extraction,
         "failed": len(failures),
         "failures": failures,
     }

@@ -254,14 +254,25 @@ def test_score_flow_extracts_videos_first_with_a_model_trained_on_them(tmp_path)
     trained = train_flow(str(features), str(labels), str(tmp_path / "model"),
                          config={"epochs": 1, "hidden": 8, "quiet": True})
 
+    from_store = score_flow(trained["checkpoint"], out=str(tmp_path / "store.parquet"), features=str(features))
+    assert from_store["extraction"] is None and from_store["utterances"] == len(rows) - 1
+
+    cache = tmp_path / "cache"
     state = score_flow(trained["checkpoint"], out=str(tmp_path / "scores.parquet"), videos=str(clips),
-                       features_dir=str(features), config=FAST, return_state=True)
+                       features_dir=str(cache), config=FAST, return_state=True)
     scored = state.result()
-    assert scored["extraction"]["skipped"] == 3  # the features were there already: not redone
+    assert scored["extraction"] == {"videos": 3, "extracted": 3, "cached": 0, "failed": 0}
     utterances = pq.read_table(tmp_path / "scores.parquet").to_pylist()
     assert len(utterances) == scored["utterances"] == len(rows) - 1
     videos = pq.read_table(tmp_path / "scores.videos.parquet").to_pylist()
     assert sorted(v["video_id"] for v in videos) == ["no_face", "retalking_face_5", "single_face"]
+    # The same videos' features, backfilled or extracted on the way, give the same scores.
+    stored = pq.read_table(tmp_path / "store.parquet").to_pylist()
+    key = lambda r: (r["video_id"], r["utterance_id"])  # noqa: E731
+    assert [r["score"] for r in sorted(utterances, key=key)] == [r["score"] for r in sorted(stored, key=key)]
+    again = score_flow(trained["checkpoint"], out=str(tmp_path / "again.parquet"), videos=str(clips),
+                       features_dir=str(cache), config=FAST)
+    assert again["extraction"] == {"videos": 3, "extracted": 0, "cached": 3, "failed": 0}
 
 
 def test_expected_errors_fail_the_flow_in_one_line_and_others_keep_their_traceback(tmp_path):
