@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.errors import InputError
 from core.files import digest
 
 
@@ -187,3 +188,25 @@ _SECTIONS = {
     "acoustic": AcousticConfig,
     "facial": FacialConfig,
 }
+
+
+def resolve_config(value: ExtractConfig | dict | str | os.PathLike | None) -> ExtractConfig:
+    """Accept the forms a flow parameter or CLI can carry: a config, a JSON file, a nested dict
+    of sections, or dotted overrides such as ``{"facial.fps": 5}`` (both may be mixed)."""
+    if value is None:
+        return ExtractConfig()
+    if isinstance(value, ExtractConfig):
+        return value
+    try:
+        if isinstance(value, (str, os.PathLike)):
+            try:
+                value = json.loads(Path(value).read_text())
+            except FileNotFoundError:
+                raise InputError("config file not found", str(value)) from None
+        if not isinstance(value, dict):
+            raise InputError(f"config must be a JSON object, got {type(value).__name__}")
+        nested = {k: v for k, v in value.items() if "." not in k}
+        dotted = {k: v for k, v in value.items() if "." in k}
+        return ExtractConfig.from_dict(nested).with_overrides(dotted)
+    except (ValueError, TypeError) as err:
+        raise InputError(f"bad extraction config: {err}") from None

@@ -7,7 +7,7 @@ picture), and ``face_present``.
 
 A frame without a face keeps its row (values zero, ``present`` False, ``face_present`` 0): the
 track's times stay the real frame times, so dropping rows would silently stretch whatever
-follows. ``pipeline.align`` averages ``face_present`` over all frames of a word, which gives the
+follows. ``pipeline.pooling`` averages ``face_present`` over all frames of a word, which gives the
 word's face coverage.
 
 The landmarker runs in VIDEO mode (it tracks the face between frames instead of searching each

@@ -26,7 +26,8 @@ from flows.runtime import (
     shared_api_for_workers,
     submit_windowed,
 )
-from pipeline.backfill import FAILURES_LOG, BackfillReport, Batch, VideoOutcome, backfill, outcomes_for_lost_batch
+from pipeline.backfill import Batch, backfill, outcomes_for_lost_batch
+from pipeline.outcomes import FAILURES_LOG, BackfillReport, VideoOutcome
 
 WINDOW_PER_WORKER = 2  # batch task runs in flight per worker: one running, one queued
 

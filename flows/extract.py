@@ -6,9 +6,9 @@ from typing import Any
 
 from prefect import flow, task
 
+from core.config import resolve_config
 from flows.gpu import gpu_slot
 from flows.runtime import EXTRACTION_TASK_OPTIONS, quiet_expected_errors
-from pipeline.backfill import resolve_config
 from pipeline.extract import extract_video
 
 

@@ -14,7 +14,7 @@ from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTa
 
 from core.errors import InputError, MmpipeError
 from flows.environment import DASHBOARD_ENV
-from pipeline.backfill import is_transient
+from pipeline.outcomes import is_transient
 
 T = TypeVar("T")
 LOCAL_DASK = "local"

@@ -13,12 +13,12 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 
+from core.config import resolve_config
 from core.errors import InputError
 from flows.gpu import gpu_slot
 from flows.runtime import quiet_expected_errors
 from mmlatch.checkpoint import default_checkpoint
 from mmlatch.score import ScoreResult, score_files, score_videos
-from pipeline.backfill import resolve_config
 from pipeline.store import store_files
 
 ARTIFACT_ROWS = 500  # the UI table stays readable; the full scores are in the output file

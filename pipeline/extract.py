@@ -27,10 +27,10 @@ from core.files import MIN_FREE_BYTES, digest, sha256_file, writable_folder
 from core.progress import Progress, report
 from core.records import FrameFeatures, Word, WordFeatures
 from extractors import EXTRACTORS, Extractor, extractor_for
-from pipeline.align import pool_to_words
 from pipeline.claims import claim
 from pipeline.media import decode_audio, is_silent, probe, video_clip
 from pipeline.names import output_path, video_name
+from pipeline.pooling import pool_to_words
 from pipeline.schema import MODALITIES, FeatureSchema, ModalitySpec, StoreMetadata
 from pipeline.store import feature_table, read_metadata, write_table
 from pipeline.transcripts import Transcript, find_sidecar, read_transcript

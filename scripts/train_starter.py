@@ -250,7 +250,7 @@ def run(args: argparse.Namespace) -> dict:
                 "text": "the real text extractor on the sentence's words (default ExtractConfig)",
                 "audio": "the sentence spoken by espeak-ng (random English voice, rate 150-205 wpm, "
                          "pitch, gain, background noise; word timings from the synthesiser) through "
-                         "the real acoustic extractor and pipeline.align",
+                         "the real acoustic extractor and pipeline.pooling",
                 "vision": "a random window of a random real face recording through the real facial "
                           "extractor, pooled over the sentence's word timings",
                 "face_videos": [Path(v).name for v in videos],

@@ -12,21 +12,23 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from core.config import resolve_config
 from core.errors import InputError, TransientError
 from pipeline.backfill import (
+    backfill,
+    discover_videos,
+    make_batches,
+    outcomes_for_lost_batch,
+    plan_batch_size,
+    sweep_stale_temp_files,
+)
+from pipeline.outcomes import (
     FAILURES_LOG,
     Failure,
     TransientBatchError,
     VideoOutcome,
-    backfill,
-    discover_videos,
     is_transient,
-    make_batches,
-    outcomes_for_lost_batch,
-    plan_batch_size,
     read_failures_log,
-    resolve_config,
-    sweep_stale_temp_files,
 )
 from pipeline.store import read_metadata, read_video, store_files
 from tests.conftest import VIDEOS

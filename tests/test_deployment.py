@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pipeline.backfill import FAILURES_LOG
+from pipeline.outcomes import FAILURES_LOG
 from pipeline.store import read_metadata
 from tests.conftest import ROOT
 from tests.test_backfill import FAST, GOOD, make_clip_dir, outputs

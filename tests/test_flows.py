@@ -36,7 +36,7 @@ from flows.backfill import backfill_flow  # noqa: E402
 from flows.cli import main  # noqa: E402
 from flows.gpu import gpu_slot, limit_name  # noqa: E402
 from flows.runtime import retry_if_transient  # noqa: E402
-from pipeline.backfill import FAILURES_LOG  # noqa: E402
+from pipeline.outcomes import FAILURES_LOG  # noqa: E402
 from pipeline.store import read_video, store_files  # noqa: E402
 from tests.conftest import ROOT, VIDEOS  # noqa: E402
 from tests.test_backfill import FAST, GOOD, make_clip_dir, outputs  # noqa: E402

@@ -17,7 +17,8 @@ from core.files import MIN_FREE_BYTES, writable_folder
 from flows.cli.options import add_config_args, config_from_args
 from flows.environment import DASHBOARD_ENV, prepare_prefect
 from flows.lifetime import owned_processes
-from pipeline.backfill import FAILURES_LOG, Failure, check_input_dir, format_failures
+from pipeline.backfill import check_input_dir
+from pipeline.outcomes import FAILURES_LOG, Failure, format_failures
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -4,10 +4,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from core.config import ExtractConfig
+from core.config import ExtractConfig, resolve_config
 from core.errors import MmpipeError
 
 # Flag -> dotted config key.
@@ -36,12 +35,7 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> ExtractConfig:
-    config = ExtractConfig()
-    if getattr(args, "config", None):
-        try:
-            config = ExtractConfig.from_dict(json.loads(Path(args.config).read_text()))
-        except (OSError, ValueError, TypeError) as err:
-            raise MmpipeError(f"cannot read config: {err}", str(args.config)) from None
+    config = resolve_config(getattr(args, "config", None))
     overrides = {
         key: getattr(args, "cfg__" + key.replace(".", "__"), None) for key, _, _ in CONFIG_FLAGS.values()
     }

@@ -9,9 +9,9 @@ turned into something that looks like an extracted video:
 - text: the sentence's words through the real text extractor (contextual MiniLM vectors);
 - audio: the sentence spoken by espeak-ng (in process, through ``libespeak-ng``; its word events
   give the word timings, so no aligner is needed), with a random voice, rate, pitch, gain and a
-  little background noise, through the real acoustic extractor and ``pipeline.align``;
+  little background noise, through the real acoustic extractor and ``pipeline.pooling``;
 - vision: a random window of a random real face recording, through the real facial extractor,
-  pooled over the sentence's word timings with ``pipeline.align.pool_to_words``.
+  pooled over the sentence's word timings with ``pipeline.pooling.pool_to_words``.
 
 The features therefore carry sentiment only in the words, while the model still sees real voice
 and face statistics (and learns to tolerate them). Everything expensive is cached under

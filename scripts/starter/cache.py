@@ -25,7 +25,7 @@ from core.files import atomic_write
 from core.records import Audio, Utterance, Word, WordFeatures
 from extractors import extractor_for
 from extractors.base import Clip
-from pipeline.align import pool_to_words
+from pipeline.pooling import pool_to_words
 from scripts.starter.keys import FEATURES_VERSION, SYNTH_VERSION, digest, stable_seed
 from scripts.starter.speech import Speech, speak, voice_for
 from scripts.starter.sst import Sample

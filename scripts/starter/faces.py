@@ -19,9 +19,9 @@ from core.config import ExtractConfig
 from core.errors import InputError
 from core.records import FrameFeatures, Word, WordFeatures
 from extractors import FrameExtractor, extractor_for
-from pipeline.align import pool_to_words
 from pipeline.extract import content_hash
 from pipeline.media import video_clip
+from pipeline.pooling import pool_to_words
 from scripts.starter.cache import Progress, load_npz, save_npz
 from scripts.starter.keys import digest
 

@@ -10,7 +10,7 @@ import pytest
 from core.records import FrameFeatures, Word
 from extractors.acoustic import AcousticExtractor
 from pipeline import media
-from pipeline.align import pool_to_words
+from pipeline.pooling import pool_to_words
 from tests.conftest import DATA
 
 
