@@ -16,6 +16,9 @@ Both return ``WordFeatures`` whose ``imputed[i]`` is True where word i got a sta
 unknown tokens, and was encoded as the tokenizer's unknown token): what the pipeline stores in
 ``text_imputed``. Loaded models are kept per process (``core.models``), keyed by their resolved
 folder and device.
+
+(About 450 lines, on purpose: the sub-word pooling, the windowing of long utterances and the
+model probing are the transformer backend's own arithmetic and read best beside it.)
 """
 
 from __future__ import annotations

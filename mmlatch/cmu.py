@@ -18,6 +18,9 @@ paper's inputs through exactly the code that trains on our own extracted feature
     with arrays (N, 50, d) and labels (N,1,1) or (N,1). Zero rows padding the 50 steps are trimmed
     from both ends. Samples are grouped into videos by ``id`` when present, else one pseudo-video
     per sample. Pickles are read with an allow-list unpickler that can only rebuild numpy arrays.
+
+(About 540 lines, on purpose: the two importers of the same releases, computational sequences
+and aligned pickles, share their report, splits, label rows and store writing.)
 """
 
 from __future__ import annotations
