@@ -134,10 +134,17 @@ def test_cli_audio_only_recording_warns_and_exits_cleanly(tmp_path):
     assert data.lengths.sum() == 22 and data.imputed["vision"][0, :22].all()
 
 
-def test_cli_extract_json_summary(harvard_face, tmp_path):
-    proc = run_cli("extract", str(harvard_face), "--out", str(tmp_path), "--json", "--face-fps", "10")
-    assert proc.returncode == 0, proc.stderr
-    summary = json.loads(proc.stdout)
+def in_process(capsys, *args: str) -> tuple[int, str, list[str]]:
+    """`mmpipe ARGS` in this process (models stay loaded): exit code, stdout, stderr lines."""
+    code = cli.main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, [line for line in err.splitlines() if line.strip()]
+
+
+def test_cli_extract_json_summary(harvard_face, tmp_path, capsys):
+    code, out, err = in_process(capsys, "extract", str(harvard_face), "--out", str(tmp_path), "--json", "--face-fps", "10")
+    assert code == 0, err
+    summary = json.loads(out)
     assert summary["utterances"] == 4 and summary["words"] == len(HARVARD_TEXT.split())
     assert set(summary["stages_s"]) >= {"decode", "words", "text", "audio", "vision", "write"}
     assert Path(summary["output"]).exists()
@@ -160,25 +167,23 @@ def _write(path: Path, data: bytes) -> Path:
 
 
 @pytest.mark.parametrize("case", sorted(BAD_INPUTS))
-def test_bad_input_is_one_clear_line_and_nonzero_exit(case, tmp_path):
+def test_bad_input_is_one_clear_line_and_nonzero_exit(case, tmp_path, capsys):
     src = tmp_path / "in"
     src.mkdir()
     video = BAD_INPUTS[case](src)
     out = tmp_path / "out"
-    proc = run_cli("extract", str(video), "--out", str(out))
-    assert proc.returncode == 1, (case, proc.stdout, proc.stderr)
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("mmpipe: error: "), proc.stderr
-    assert "Traceback" not in proc.stderr
+    code, _, lines = in_process(capsys, "extract", str(video), "--out", str(out))
+    assert code == 1, (case, lines)
+    assert len(lines) == 1 and lines[0].startswith("mmpipe: error: "), lines
     assert Path(video).name in lines[0]
     # Nothing half-written is left behind.
     assert not out.exists() or not any(out.rglob("*"))
 
 
-def test_unreadable_transcript(harvard_face, tmp_path):
+def test_unreadable_transcript(harvard_face, tmp_path, capsys):
     bad = _write(tmp_path / "bad.srt", b"\xff\xfe\x00\x00\x89PNG binary junk")
-    proc = run_cli("extract", str(harvard_face), "--transcript", str(bad), "--out", str(tmp_path / "o"))
-    assert proc.returncode == 1 and "bad.srt" in proc.stderr and "Traceback" not in proc.stderr
+    code, _, lines = in_process(capsys, "extract", str(harvard_face), "--transcript", str(bad), "--out", str(tmp_path / "o"))
+    assert code == 1 and len(lines) == 1 and "bad.srt" in lines[0]
 
 
 def test_silent_audio_with_transcript_is_usable_with_audio_flagged(tmp_path):

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
 from core.errors import InputError
+from flows import cli
 from pipeline.transcripts import (
     find_sidecar,
     parse_ass,
@@ -16,7 +14,6 @@ from pipeline.transcripts import (
     read_transcript,
     transcript_from_text,
 )
-from tests.conftest import ROOT
 
 SRT = """1
 00:00:01,600 --> 00:00:04,200
@@ -210,17 +207,14 @@ def test_unreadable_substation_file_is_an_input_error(tmp_path):
         read_transcript(path)
 
 
-def test_cli_names_the_bad_line_before_any_work(data_dir, tmp_path):
+def test_cli_names_the_bad_line_before_any_work(data_dir, tmp_path, capsys):
     bad = tmp_path / "bad.srt"
     bad.write_text(SRT_LINE_6.format("00:00:0X,500 --> 00:00:04,000"))
     out = tmp_path / "out"
     video = data_dir / "videos" / "retalking_face_5.mp4"
-    proc = subprocess.run(
-        [sys.executable, "-m", "flows.cli", "extract", str(video), "--transcript", str(bad), "--out", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
-    )
-    assert proc.returncode == 1
-    assert proc.stderr.splitlines() == [
+    code = cli.main(["extract", str(video), "--transcript", str(bad), "--out", str(out)])
+    assert code == 1
+    assert capsys.readouterr().err.splitlines() == [
         f"mmpipe: error: {bad}: line 6: malformed timestamp '00:00:0X,500' {SRT_FORM}"
     ]
     assert not out.exists() or not any(out.iterdir())
