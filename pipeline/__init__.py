@@ -13,3 +13,8 @@ _os.environ.setdefault("HF_HUB_OFFLINE", "1")
 _os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 __version__ = "0.1.0"
+
+# Long videos are processed block by block; make freed blocks go back to the system (see memory.py).
+from pipeline.memory import tune_allocator as _tune_allocator  # noqa: E402
+
+_tune_allocator()
