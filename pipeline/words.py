@@ -20,12 +20,12 @@ import os
 from dataclasses import dataclass
 from typing import Union
 
-import numpy as np
 
 from pipeline.aligner import Anchor, default_aligner
 from pipeline.asr import Recogniser, Transcription, make_recogniser
 from pipeline.config import WordsConfig
 from pipeline.errors import InputError
+from pipeline.media import peak_amplitude
 from pipeline.records import Audio, Utterance, Word
 from pipeline.transcripts import Token, Transcript, read_transcript, tokenize, transcript_from_text
 from pipeline.utterances import split_utterances
@@ -63,7 +63,7 @@ def words_for(
     """Utterances with timed words; ``source`` (the video path) only names the file in errors."""
     if audio is None or len(audio.samples) == 0:
         raise NoSpeechError("no speech found: the audio track is empty", source)
-    if float(np.max(np.abs(audio.samples))) < SILENCE_PEAK:
+    if peak_amplitude(audio.samples) < SILENCE_PEAK:
         raise NoSpeechError("no speech found: the audio is silent", source)
     parsed = load_transcript(transcript)
     if parsed is not None:
