@@ -11,11 +11,11 @@ gives both. ``pitch="pyin"`` uses ``librosa.pyin`` (more robust, about 50x slowe
 
 Long audio is analysed in blocks of ``BLOCK_S`` seconds of frames, each read with enough samples
 on either side for every window that reaches across its edges; YIN's 8 kHz signal comes from
-soxr's streaming resampler, which gives exactly the samples of one whole-signal call. The
-frame-local quantities are therefore the same as in one pass, and the steps that look at the
-whole track (the 80 dB floor of the log-mel spectrum, which depends on its maximum, and the
-delta filters) run on the assembled track. Working memory is that of one block (~80 MB) plus the
-track itself and its mel spectrum (~130 MB per hour), instead of ~15 GB for an hour in one pass.
+soxr's streaming resampler, which gives exactly the samples of one whole-signal call. The one
+whole-track quantity, the loudest log-mel value (the spectrum is floored 80 dB under it), comes
+from a first, cheap pass over the blocks. So every frame is the same as in one pass over the
+whole signal, and working memory is one block (~80 MB) plus the track itself (69 MB per hour)
+instead of ~15 GB for an hour in one pass.
 
 Unvoiced frames have F0 = 0 and voiced = 0 (never NaN). A clip without audio gives rows that span
 the video at the same hop with ``present`` False, so word pooling sees "no audio here" and flags
@@ -57,6 +57,7 @@ BLOCK_S = 30.0
 # Frames of context either side of a pyin block: its Viterbi path settles within a few frames of
 # an edge, so far enough from it the block sees the same path as one whole-signal pass.
 PYIN_CONTEXT = 300
+DELTA_CONTEXT = 8  # frames either side of a block of MFCCs for the delta filters (reach: 4)
 SPECTRAL = ("spectral_centroid_khz", "spectral_bandwidth_khz", "spectral_rolloff_khz", "spectral_flatness", "zcr")
 
 
@@ -210,10 +211,11 @@ def _pyin(y: np.ndarray, sr: int, hop: int, fmin: float, fmax: float) -> tuple[n
     return f0, flag.astype(np.float64), np.nan_to_num(prob)
 
 
-def _deltas(mfcc: np.ndarray, order: int) -> np.ndarray:
-    """librosa's Savitzky-Golay deltas; clips too short for its 9-frame window get a shorter one."""
-    n = mfcc.shape[1]
-    width = min(9, n if n % 2 == 1 else n - 1)
+def _deltas(mfcc: np.ndarray, order: int, n_frames: int) -> np.ndarray:
+    """librosa's Savitzky-Golay deltas; tracks of ``n_frames`` too short for its 9-frame window
+    get a shorter one. ``mfcc`` may be a stretch of the track with ``DELTA_CONTEXT`` frames
+    either side (the filter reaches 4 frames; at the track's ends it fits a polynomial)."""
+    width = min(9, n_frames if n_frames % 2 == 1 else n_frames - 1)
     if width < 3:
         return np.zeros_like(mfcc)
     return librosa.feature.delta(mfcc, width=width, order=order, mode="interp")
@@ -273,7 +275,12 @@ class AcousticExtractor(FrameExtractor):
         return int(np.ceil(reach / 2 / self._hop(sr))) + 2
 
     def features(self, audio: Audio) -> FrameFeatures:
-        """The feature track of one audio signal (all frames present), block by block."""
+        """The feature track of one audio signal (all frames present), block by block.
+
+        Two passes over the blocks: the log-mel floor sits ``TOP_DB`` under the loudest value of
+        the whole track, so the first pass only finds that value (an STFT and a mel projection
+        per block, the cheap part), the second computes everything with it. Deltas then filter
+        the assembled MFCC columns block by block, with the filter's reach as context."""
         cfg = self.config
         y = np.ascontiguousarray(audio.samples, dtype=np.float32)
         sr = int(audio.sample_rate)
@@ -282,15 +289,19 @@ class AcousticExtractor(FrameExtractor):
         fmax = min(cfg.fmax, sr / 2 - 1)
         pitch = PitchInput(y, sr, hop, fmax) if cfg.pitch == "yin" else None
         n_mfcc = cfg.n_mfcc
-        values = np.empty((n_frames, self.feature_dim), np.float32)  # (T, D)
-        mel = np.empty((N_MELS, n_frames), np.float32)  # (40, T), for the whole-track steps
+        values = np.empty((n_frames, self.feature_dim), np.float32)  # (T, D): the result
         per_block = max(1, int(round(self.block_s / cfg.hop_s)))
         spans = blocks(n_frames, per_block, context=self._context(sr))
+        floor = max(self._log_mel(y, sr, block).max() for block in spans) - TOP_DB
         for block in spans:
-            mel[:, block.start : block.stop], local = self._block_columns(y, sr, block, pitch)
+            mfcc, local = self._block_columns(y, sr, block, pitch, floor)
+            values[block.start : block.stop, :n_mfcc] = mfcc.T
             values[block.start : block.stop, -len(local) :] = local.T
-        self._mfcc_columns(mel, values[:, : n_mfcc * (3 if cfg.deltas else 1)])
-        del mel
+        if cfg.deltas:
+            for block in blocks(n_frames, per_block, context=DELTA_CONTEXT):
+                mfcc = np.ascontiguousarray(values[block.lo : block.hi, :n_mfcc].T)  # (n_mfcc, t)
+                values[block.start : block.stop, n_mfcc : 2 * n_mfcc] = _deltas(mfcc, 1, n_frames)[:, block.owned].T
+                values[block.start : block.stop, 2 * n_mfcc : 3 * n_mfcc] = _deltas(mfcc, 2, n_frames)[:, block.owned].T
         for part in chunks(n_frames, per_block):
             np.nan_to_num(values[part], copy=False, nan=0.0, posinf=0.0, neginf=0.0)
         if len(spans) > 1:
@@ -302,22 +313,40 @@ class AcousticExtractor(FrameExtractor):
             names=self.feature_names,
         )
 
-    def _block_columns(
-        self, y: np.ndarray, sr: int, block: Block, pitch: PitchInput | None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Frames [block.start, block.stop) from samples around them: the mel power spectrum
-        (40, t) float32 and the frame-local features f0, voiced, voicing_prob, rms_db and the
-        spectral set (9, t) float64."""
-        cfg = self.config
-        hop = self._hop(sr)
-        win = max(8, int(round(cfg.win_s * sr)))
-        n_fft = _next_pow2(win)
-        last = block.hi >= 1 + len(y) // hop
-        ys = y[block.lo * hop : len(y) if last else block.hi * hop]  # frame j of ys is frame lo + j
-        own = block.owned
+    def _window(self, sr: int) -> tuple[int, int, int]:
+        """(hop, window length, FFT length) in samples."""
+        win = max(8, int(round(self.config.win_s * sr)))
+        return self._hop(sr), win, _next_pow2(win)
 
+    def _block_samples(self, y: np.ndarray, sr: int, block: Block) -> np.ndarray:
+        """The samples a block reads: frame j of them is frame ``block.lo + j`` of the signal."""
+        hop = self._hop(sr)
+        last = block.hi >= 1 + len(y) // hop
+        return y[block.lo * hop : len(y) if last else block.hi * hop]
+
+    def _spectrum(self, ys: np.ndarray, sr: int, own: slice) -> tuple[np.ndarray, np.ndarray]:
+        """STFT magnitude (n_fft / 2 + 1, t) and mel power spectrum (40, t) of the owned frames."""
+        hop, win, n_fft = self._window(sr)
         mag = np.abs(librosa.stft(ys, n_fft=n_fft, hop_length=hop, win_length=win, center=True))[:, own]
-        mel = librosa.feature.melspectrogram(S=mag**2, sr=sr, n_mels=N_MELS, fmax=sr / 2)
+        return mag, librosa.feature.melspectrogram(S=mag**2, sr=sr, n_mels=N_MELS, fmax=sr / 2)
+
+    def _log_mel(self, y: np.ndarray, sr: int, block: Block) -> np.ndarray:
+        """(40, t) float32 log-mel spectrum (dB) of a block's frames, before any floor."""
+        _, mel = self._spectrum(self._block_samples(y, sr, block), sr, block.owned)
+        return librosa.power_to_db(mel, top_db=None)
+
+    def _block_columns(
+        self, y: np.ndarray, sr: int, block: Block, pitch: PitchInput | None, floor: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Frames [block.start, block.stop): MFCCs (n_mfcc, t) float32 with the log-mel spectrum
+        floored at ``floor`` dB, and the frame-local features f0, voiced, voicing_prob, rms_db
+        and the spectral set (9, t) float64."""
+        cfg = self.config
+        hop, win, n_fft = self._window(sr)
+        ys, own = self._block_samples(y, sr, block), block.owned
+        mag, mel = self._spectrum(ys, sr, own)
+        log_mel = np.maximum(librosa.power_to_db(mel, top_db=None), floor)
+        mfcc = librosa.feature.mfcc(S=log_mel, n_mfcc=cfg.n_mfcc)
 
         fmax = min(cfg.fmax, sr / 2 - 1)
         if pitch is not None:
@@ -333,31 +362,7 @@ class AcousticExtractor(FrameExtractor):
         rolloff = librosa.feature.spectral_rolloff(S=mag, sr=sr, n_fft=n_fft)[0] / 1000.0
         flatness = librosa.feature.spectral_flatness(S=mag)[0]
         zcr = librosa.feature.zero_crossing_rate(ys, frame_length=win, hop_length=hop, center=True)[0, own]
-        return mel, np.stack([f0, voiced, prob, rms_db, centroid, bandwidth, rolloff, flatness, zcr])
-
-    def _mfcc_columns(self, mel: np.ndarray, out: np.ndarray) -> None:
-        """MFCCs (and deltas) of the whole track into ``out`` (T, n_mfcc[*3]).
-
-        The log-mel floor sits 80 dB under the track's loudest value, so the dB values are taken
-        block by block (in place), the floor once all are known, then the DCT block by block;
-        deltas filter the assembled MFCC track (13 x T float32, 19 MB an hour)."""
-        n_mfcc = self.config.n_mfcc
-        # the same even split as the blocks: a sliver of a few columns would take other kernels
-        per_block = max(1, int(round(self.block_s / self.config.hop_s)))
-        parts = [slice(b.start, b.stop) for b in blocks(mel.shape[1], per_block)]
-        top = None
-        for part in parts:
-            mel[:, part] = librosa.power_to_db(mel[:, part], top_db=None)
-            peak = mel[:, part].max()
-            top = peak if top is None else max(top, peak)
-        floor = top - TOP_DB
-        mfcc = np.empty((n_mfcc, mel.shape[1]), np.float32)
-        for part in parts:
-            mfcc[:, part] = librosa.feature.mfcc(S=np.maximum(mel[:, part], floor), n_mfcc=n_mfcc)
-        out[:, :n_mfcc] = mfcc.T
-        if self.config.deltas:
-            out[:, n_mfcc : 2 * n_mfcc] = _deltas(mfcc, 1).T
-            out[:, 2 * n_mfcc :] = _deltas(mfcc, 2).T
+        return mfcc, np.stack([f0, voiced, prob, rms_db, centroid, bandwidth, rolloff, flatness, zcr])
 
     def extract(self, clip: Clip, progress=None) -> FrameFeatures:
         duration = clip.info.duration if clip.info is not None else 0.0
