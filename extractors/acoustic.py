@@ -271,8 +271,8 @@ class AcousticExtractor(FrameExtractor):
         (STFT, RMS, ZCR, pyin's longer frames and path) sees the same samples as in one pass."""
         if self.config.pitch == "pyin":
             return PYIN_CONTEXT
-        reach = max(_next_pow2(max(8, int(round(self.config.win_s * sr)))), int(round(self.config.win_s * sr)))
-        return int(np.ceil(reach / 2 / self._hop(sr))) + 2
+        hop, _, n_fft = self._window(sr)  # the FFT frame is the longest window (YIN reads its own signal)
+        return int(np.ceil(n_fft / 2 / hop)) + 2
 
     def features(self, audio: Audio) -> FrameFeatures:
         """The feature track of one audio signal (all frames present), block by block.
