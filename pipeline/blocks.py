@@ -31,14 +31,14 @@ class Block:
 
 
 def blocks(
-    total: int, size: int, context: int = 0, cut: Callable[[int, int], int] | None = None
+    total: int, size: int, context: int = 0, cut: Callable[[int, int, int], int] | None = None
 ) -> list[Block]:
     """Cover ``[0, total)`` with blocks of at most ``size`` items.
 
     What is left is always split evenly (never a full block followed by a sliver: tiny matrix
-    products go through other BLAS kernels, whose rounding differs). ``cut(lo, hi)`` may move a
-    boundary to a better place in ``[lo, hi)`` (a quiet moment, for speech), within a quarter
-    block of the even split and never making a block longer than ``size``.
+    products go through other BLAS kernels, whose rounding differs). ``cut(lo, hi, target)`` may
+    move a boundary from the even split ``target`` to a better place in ``[lo, hi)`` (a quiet
+    moment, for speech): within a quarter block of it, never making a block longer than ``size``.
     """
     if size <= 0:
         raise ValueError(f"block size must be positive, got {size}")
@@ -52,8 +52,8 @@ def blocks(
             target = start + rest // math.ceil(rest / size)
             stop = target
             if cut is not None:
-                lo, hi = max(start + 1, target - size // 4), min(start + size, target + size // 4)
-                stop = min(max(int(cut(lo, hi)), lo), hi - 1) if hi > lo else target
+                lo, hi = max(start + 1, target - size // 4), min(start + size, target + size // 4) + 1
+                stop = min(max(int(cut(lo, hi, target)), lo), hi - 1) if hi > lo else target
         out.append(Block(start, stop, max(0, start - context), min(total, stop + context)))
         if stop >= total:
             return out
