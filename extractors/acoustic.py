@@ -9,6 +9,14 @@ always returns a period, even for silence or noise, and does not expose the trou
 tells voiced from unvoiced frames. Computing the same cumulative-mean-normalised difference once
 gives both. ``pitch="pyin"`` uses ``librosa.pyin`` (more robust, about 50x slower).
 
+Long audio is analysed in blocks of ``BLOCK_S`` seconds of frames, each read with enough samples
+on either side for every window that reaches across its edges; YIN's 8 kHz signal comes from
+soxr's streaming resampler, which gives exactly the samples of one whole-signal call. The one
+whole-track quantity, the loudest log-mel value (the spectrum is floored 80 dB under it), comes
+from a first, cheap pass over the blocks. So every frame is the same as in one pass over the
+whole signal, and working memory is one block (~80 MB) plus the track itself (69 MB per hour)
+instead of ~15 GB for an hour in one pass.
+
 Unvoiced frames have F0 = 0 and voiced = 0 (never NaN). A clip without audio gives rows that span
 the video at the same hop with ``present`` False, so word pooling sees "no audio here" and flags
 the words as imputed instead of meeting an empty track; audio shorter than its video is padded the
@@ -20,8 +28,11 @@ from __future__ import annotations
 import librosa
 import numpy as np
 import scipy.fft
+import soxr
 
+from core.blocks import Block, blocks, chunks
 from core.config import AcousticConfig
+from core.memory import release_memory
 from core.progress import Progress, report
 from core.records import Audio, FrameFeatures
 from extractors.base import Clip, FrameExtractor
@@ -38,19 +49,19 @@ VOICING_FLOOR_DBFS = -60.0
 # Floor of the log energy, so silence gives a finite value.
 RMS_FLOOR_DBFS = -100.0
 N_MELS = 40
+TOP_DB = 80.0  # librosa.power_to_db's default dynamic range of the log-mel spectrum
 PITCH_RATE = 8000  # Hz at which F0 is tracked (see yin_with_voicing)
+# Seconds of output frames computed at a time (see the module docstring).
+BLOCK_S = 30.0
+# Frames of context either side of a pyin block: its Viterbi path settles within a few frames of
+# an edge, so far enough from it the block sees the same path as one whole-signal pass.
+PYIN_CONTEXT = 300
+DELTA_CONTEXT = 8  # frames either side of a block of MFCCs for the delta filters (reach: 4)
 SPECTRAL = ("spectral_centroid_khz", "spectral_bandwidth_khz", "spectral_rolloff_khz", "spectral_flatness", "zcr")
 
 
 def _next_pow2(n: int) -> int:
     return 1 << max(0, int(np.ceil(np.log2(max(n, 1)))))
-
-
-def _frame_centred(y: np.ndarray, frame_length: int, hop: int) -> np.ndarray:
-    """(T, frame_length) frames centred at t * hop, zero padded at both ends (like librosa's center=True)."""
-    pad = frame_length // 2
-    padded = np.pad(y, (pad, pad))
-    return librosa.util.frame(padded, frame_length=frame_length, hop_length=hop, axis=0)
 
 
 def _cmnd(frames: np.ndarray, max_period: int) -> np.ndarray:
@@ -75,22 +86,73 @@ def _cmnd(frames: np.ndarray, max_period: int) -> np.ndarray:
     return cmnd
 
 
-def yin_with_voicing(
-    y: np.ndarray, sr: int, hop: int, fmin: float, fmax: float, threshold: float = VOICING_THRESHOLD
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """YIN F0 per hop plus the trough depth: returns (f0_hz, voiced 0/1, voicing confidence 0..1).
+class PitchInput:
+    """The signal YIN analyses, handed out a stretch at a time.
 
-    Pitch below ~1 kHz needs no more than 8 kHz sampling, so wide-band audio is analysed at
-    8 kHz (when the hop maps to whole samples there): half the samples per frame, twice as fast.
+    Pitch below ~1 kHz needs no more than 8 kHz sampling, so wide-band audio is analysed at 8 kHz
+    (when the hop maps to whole samples there): half the samples per frame, twice as fast. The
+    8 kHz samples come from soxr's streaming resampler as the frames ask for them; the stream
+    gives exactly the samples of ``librosa.resample(res_type="soxr_hq")`` on the whole signal.
     """
-    n_out = 1 + len(y) // hop
-    if sr > PITCH_RATE and fmax * 4 <= PITCH_RATE and (hop * PITCH_RATE) % sr == 0:
-        y = librosa.resample(y, orig_sr=sr, target_sr=PITCH_RATE, res_type="soxr_hq")
-        hop, sr = hop * PITCH_RATE // sr, PITCH_RATE
+
+    FEED = 1 << 17  # input samples handed to the resampler at a time
+
+    def __init__(self, y: np.ndarray, sr: int, hop: int, fmax: float):
+        self.y = y  # (n,) float32 at sr
+        self.resampled = sr > PITCH_RATE and fmax * 4 <= PITCH_RATE and (hop * PITCH_RATE) % sr == 0
+        if self.resampled:
+            self.sr, self.hop = PITCH_RATE, hop * PITCH_RATE // sr
+            self.length = int(np.ceil(len(y) * (float(PITCH_RATE) / sr)))  # librosa.resample's length
+            self._stream = soxr.ResampleStream(sr, PITCH_RATE, 1, dtype="float32", quality="HQ")
+        else:
+            self.sr, self.hop, self.length = sr, hop, len(y)
+        self._buffer = np.zeros(0, np.float32)  # resampled samples from _origin on
+        self._origin = 0
+        self._fed = 0
+
+    @property
+    def n_frames(self) -> int:
+        return 1 + self.length // self.hop
+
+    def _fill(self, stop: int) -> None:
+        while self._origin + len(self._buffer) < stop and self._fed < len(self.y):
+            part = self.y[self._fed : self._fed + self.FEED]
+            self._fed += len(part)
+            out = self._stream.resample_chunk(part, last=self._fed >= len(self.y))
+            self._buffer = np.concatenate([self._buffer, out])
+
+    def segment(self, start: int, stop: int) -> np.ndarray:
+        """Samples ``[start, stop)`` as float64, zeros outside the signal. ``start`` never goes
+        back (what lies before it is let go)."""
+        out = np.zeros(max(0, stop - start), np.float64)
+        a, b = max(start, 0), min(stop, self.length)
+        if b > a:
+            if not self.resampled:
+                out[a - start : b - start] = self.y[a:b]
+            else:
+                self._fill(b)
+                have = self._buffer[a - self._origin : b - self._origin]
+                out[a - start : a - start + len(have)] = have  # past the stream's end: zeros
+        if self.resampled and start > self._origin:
+            drop = min(start - self._origin, len(self._buffer))
+            self._buffer, self._origin = self._buffer[drop:].copy(), self._origin + drop
+        return out
+
+    def frames(self, start: int, stop: int, frame_length: int) -> np.ndarray:
+        """(stop - start, frame_length) float64 frames centred at ``t * hop`` for t in
+        [start, stop), zero padded beyond both ends (like librosa's center=True)."""
+        pad = frame_length // 2
+        seg = self.segment(start * self.hop - pad, (stop - 1) * self.hop - pad + frame_length)
+        return librosa.util.frame(seg, frame_length=frame_length, hop_length=self.hop, axis=0)
+
+
+def _yin_rows(
+    frames: np.ndarray, sr: int, fmin: float, fmax: float, threshold: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """YIN on (T, frame_length) frames: (f0_hz, voiced 0/1, voicing confidence 0..1), each (T,).
+    Every row is computed on its own, so blocks of rows give the rows of one whole pass."""
     min_period = max(2, int(np.floor(sr / fmax)))
     max_period = int(np.ceil(sr / fmin))
-    frame_length = _next_pow2(3 * max_period)  # integration window >= 2 periods
-    frames = _frame_centred(y.astype(np.float64), frame_length, hop)
     cmnd = _cmnd(frames, max_period)
     band = cmnd[:, min_period : max_period + 1]  # lags in the allowed F0 range
     # YIN step 4: the first local minimum under the threshold, else the global minimum.
@@ -114,12 +176,29 @@ def yin_with_voicing(
     voiced = loud & (depth < threshold) & (idx > 0) & (idx < band.shape[1] - 1)
     f0 = np.where(voiced, sr / period, 0.0)
     confidence = np.where(loud, 1.0 - depth, 0.0)
-    return _fit(f0, n_out), _fit(voiced.astype(np.float64), n_out), _fit(confidence, n_out)
+    return f0, voiced.astype(np.float64), confidence
 
 
-def _fit(x: np.ndarray, n: int) -> np.ndarray:
-    """Trim or zero-pad to n frames (resampling can change the length by a sample)."""
-    return x[:n] if len(x) >= n else np.concatenate([x, np.zeros(n - len(x))])
+def _yin_block(
+    source: PitchInput, start: int, stop: int, fmin: float, fmax: float, threshold: float = VOICING_THRESHOLD
+) -> np.ndarray:
+    """(3, stop - start) f0 / voiced / confidence of output frames [start, stop); frames past the
+    end of the analysed signal (resampling can shorten it by a sample) are zero."""
+    out = np.zeros((3, stop - start), np.float64)
+    end = min(stop, source.n_frames)
+    if end > start:
+        frame_length = _next_pow2(3 * int(np.ceil(source.sr / fmin)))  # integration window >= 2 periods
+        frames = source.frames(start, end, frame_length)
+        out[:, : end - start] = _yin_rows(frames, source.sr, fmin, fmax, threshold)
+    return out
+
+
+def yin_with_voicing(
+    y: np.ndarray, sr: int, hop: int, fmin: float, fmax: float, threshold: float = VOICING_THRESHOLD
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """YIN F0 per hop plus the trough depth: returns (f0_hz, voiced 0/1, voicing confidence 0..1)."""
+    f0, voiced, confidence = _yin_block(PitchInput(y, sr, hop, fmax), 0, 1 + len(y) // hop, fmin, fmax, threshold)
+    return f0, voiced, confidence
 
 
 def _pyin(y: np.ndarray, sr: int, hop: int, fmin: float, fmax: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -131,10 +210,11 @@ def _pyin(y: np.ndarray, sr: int, hop: int, fmin: float, fmax: float) -> tuple[n
     return f0, flag.astype(np.float64), np.nan_to_num(prob)
 
 
-def _deltas(mfcc: np.ndarray, order: int) -> np.ndarray:
-    """librosa's Savitzky-Golay deltas; clips too short for its 9-frame window get a shorter one."""
-    n = mfcc.shape[1]
-    width = min(9, n if n % 2 == 1 else n - 1)
+def _deltas(mfcc: np.ndarray, order: int, n_frames: int) -> np.ndarray:
+    """librosa's Savitzky-Golay deltas; tracks of ``n_frames`` too short for its 9-frame window
+    get a shorter one. ``mfcc`` may be a stretch of the track with ``DELTA_CONTEXT`` frames
+    either side (the filter reaches 4 frames; at the track's ends it fits a polynomial)."""
+    width = min(9, n_frames if n_frames % 2 == 1 else n_frames - 1)
     if width < 3:
         return np.zeros_like(mfcc)
     return librosa.feature.delta(mfcc, width=width, order=order, mode="interp")
@@ -148,6 +228,7 @@ class AcousticExtractor(FrameExtractor):
         self.config = config or AcousticConfig()
         # The pitch tracker changes the meaning of the F0/voicing columns, not their names.
         self.version = f"1+{self.config.pitch}"
+        self.block_s = BLOCK_S
         self._warm = False
 
     def warm_up(self) -> None:
@@ -180,50 +261,103 @@ class AcousticExtractor(FrameExtractor):
             names=self.feature_names,
         )
 
+    def _context(self, sr: int) -> int:
+        """Frames read on either side of a block: every window centred on one of its frames
+        (STFT, RMS, ZCR, pyin's longer frames and path) sees the same samples as in one pass."""
+        if self.config.pitch == "pyin":
+            return PYIN_CONTEXT
+        hop, _, n_fft = self._window(sr)  # the FFT frame is the longest window (YIN reads its own signal)
+        return int(np.ceil(n_fft / 2 / hop)) + 2
+
     def features(self, audio: Audio) -> FrameFeatures:
-        """The feature track of one audio signal (all frames present)."""
+        """The feature track of one audio signal (all frames present), block by block.
+
+        Two passes over the blocks: the log-mel floor sits ``TOP_DB`` under the loudest value of
+        the whole track, so the first pass only finds that value (an STFT and a mel projection
+        per block, the cheap part), the second computes everything with it. Deltas then filter
+        the assembled MFCC columns block by block, with the filter's reach as context."""
         cfg = self.config
         y = np.ascontiguousarray(audio.samples, dtype=np.float32)
         sr = int(audio.sample_rate)
         hop = self._hop(sr)
-        win = max(8, int(round(cfg.win_s * sr)))
-        n_fft = _next_pow2(win)
         n_frames = 1 + len(y) // hop
-
-        mag = np.abs(librosa.stft(y, n_fft=n_fft, hop_length=hop, win_length=win, center=True))
-        power = mag**2
-        mel = librosa.feature.melspectrogram(S=power, sr=sr, n_mels=N_MELS, fmax=sr / 2)
-        mfcc = librosa.feature.mfcc(S=librosa.power_to_db(mel), n_mfcc=cfg.n_mfcc)
-        blocks = [mfcc]
+        fmax = min(cfg.fmax, sr / 2 - 1)
+        pitch = PitchInput(y, sr, hop, fmax) if cfg.pitch == "yin" else None
+        n_mfcc = cfg.n_mfcc
+        values = np.empty((n_frames, self.feature_dim), np.float32)  # (T, D): the result
+        per_block = max(1, int(round(self.block_s / cfg.hop_s)))
+        spans = blocks(n_frames, per_block, context=self._context(sr))
+        floor = max(self._log_mel(y, sr, block).max() for block in spans) - TOP_DB
+        for block in spans:
+            mfcc, local = self._block_columns(y, sr, block, pitch, floor)
+            values[block.start : block.stop, :n_mfcc] = mfcc.T
+            values[block.start : block.stop, -len(local) :] = local.T
         if cfg.deltas:
-            blocks += [_deltas(mfcc, 1), _deltas(mfcc, 2)]
+            for block in blocks(n_frames, per_block, context=DELTA_CONTEXT):
+                mfcc = np.ascontiguousarray(values[block.lo : block.hi, :n_mfcc].T)  # (n_mfcc, t)
+                values[block.start : block.stop, n_mfcc : 2 * n_mfcc] = _deltas(mfcc, 1, n_frames)[:, block.owned].T
+                values[block.start : block.stop, 2 * n_mfcc : 3 * n_mfcc] = _deltas(mfcc, 2, n_frames)[:, block.owned].T
+        for part in chunks(n_frames, per_block):
+            np.nan_to_num(values[part], copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+        if len(spans) > 1:
+            release_memory()
+        return FrameFeatures(
+            times=np.arange(n_frames, dtype=np.float64) * hop / sr,
+            values=values,
+            present=np.ones(n_frames, bool),
+            names=self.feature_names,
+        )
+
+    def _window(self, sr: int) -> tuple[int, int, int]:
+        """(hop, window length, FFT length) in samples."""
+        win = max(8, int(round(self.config.win_s * sr)))
+        return self._hop(sr), win, _next_pow2(win)
+
+    def _block_samples(self, y: np.ndarray, sr: int, block: Block) -> np.ndarray:
+        """The samples a block reads: frame j of them is frame ``block.lo + j`` of the signal."""
+        hop = self._hop(sr)
+        last = block.hi >= 1 + len(y) // hop
+        return y[block.lo * hop : len(y) if last else block.hi * hop]
+
+    def _spectrum(self, ys: np.ndarray, sr: int, own: slice) -> tuple[np.ndarray, np.ndarray]:
+        """STFT magnitude (n_fft / 2 + 1, t) and mel power spectrum (40, t) of the owned frames."""
+        hop, win, n_fft = self._window(sr)
+        mag = np.abs(librosa.stft(ys, n_fft=n_fft, hop_length=hop, win_length=win, center=True))[:, own]
+        return mag, librosa.feature.melspectrogram(S=mag**2, sr=sr, n_mels=N_MELS, fmax=sr / 2)
+
+    def _log_mel(self, y: np.ndarray, sr: int, block: Block) -> np.ndarray:
+        """(40, t) float32 log-mel spectrum (dB) of a block's frames, before any floor."""
+        _, mel = self._spectrum(self._block_samples(y, sr, block), sr, block.owned)
+        return librosa.power_to_db(mel, top_db=None)
+
+    def _block_columns(
+        self, y: np.ndarray, sr: int, block: Block, pitch: PitchInput | None, floor: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Frames [block.start, block.stop): MFCCs (n_mfcc, t) float32 with the log-mel spectrum
+        floored at ``floor`` dB, and the frame-local features f0, voiced, voicing_prob, rms_db
+        and the spectral set (9, t) float64."""
+        cfg = self.config
+        hop, win, n_fft = self._window(sr)
+        ys, own = self._block_samples(y, sr, block), block.owned
+        mag, mel = self._spectrum(ys, sr, own)
+        log_mel = np.maximum(librosa.power_to_db(mel, top_db=None), floor)
+        mfcc = librosa.feature.mfcc(S=log_mel, n_mfcc=cfg.n_mfcc)
 
         fmax = min(cfg.fmax, sr / 2 - 1)
-        if cfg.pitch == "pyin":
-            f0, voiced, prob = _pyin(y, sr, hop, cfg.fmin, fmax)
+        if pitch is not None:
+            f0, voiced, prob = _yin_block(pitch, block.start, block.stop, cfg.fmin, fmax)
         else:
-            f0, voiced, prob = yin_with_voicing(y, sr, hop, cfg.fmin, fmax)
+            f0, voiced, prob = (x[own] for x in _pyin(ys, sr, hop, cfg.fmin, fmax))
 
         # from the samples, not the windowed STFT, so a full-scale sine reads -3 dBFS
-        rms = librosa.feature.rms(y=y, frame_length=win, hop_length=hop, center=True)[0]
+        rms = librosa.feature.rms(y=ys, frame_length=win, hop_length=hop, center=True)[0, own]
         rms_db = np.maximum(20.0 * np.log10(np.maximum(rms, 1e-12)), RMS_FLOOR_DBFS)
         centroid = librosa.feature.spectral_centroid(S=mag, sr=sr, n_fft=n_fft)[0] / 1000.0
         bandwidth = librosa.feature.spectral_bandwidth(S=mag, sr=sr, n_fft=n_fft)[0] / 1000.0
         rolloff = librosa.feature.spectral_rolloff(S=mag, sr=sr, n_fft=n_fft)[0] / 1000.0
         flatness = librosa.feature.spectral_flatness(S=mag)[0]
-        zcr = librosa.feature.zero_crossing_rate(y, frame_length=win, hop_length=hop, center=True)[0]
-
-        rows = [f0, voiced, prob, rms_db, centroid, bandwidth, rolloff, flatness, zcr]
-        columns = [b[:, :n_frames] for b in blocks] + [np.asarray(r)[None, :n_frames] for r in rows]
-        n = min(c.shape[1] for c in columns)
-        values = np.concatenate([c[:, :n] for c in columns], axis=0).T.astype(np.float32)
-        np.nan_to_num(values, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
-        return FrameFeatures(
-            times=np.arange(n, dtype=np.float64) * hop / sr,
-            values=np.ascontiguousarray(values),
-            present=np.ones(n, bool),
-            names=self.feature_names,
-        )
+        zcr = librosa.feature.zero_crossing_rate(ys, frame_length=win, hop_length=hop, center=True)[0, own]
+        return mfcc, np.stack([f0, voiced, prob, rms_db, centroid, bandwidth, rolloff, flatness, zcr])
 
     def extract(self, clip: Clip, progress: Progress | None = None) -> FrameFeatures:
         duration = clip.info.duration if clip.info is not None else 0.0

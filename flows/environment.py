@@ -3,8 +3,8 @@ an import: mmpipe's library modules only define things.
 
 - ``prepare_process``: model hubs are never asked (every model comes from a package), librosa's
   compiled numba code is cached in mmpipe's own cache folder (so it is compiled once per
-  machine, ~30 s, not once per process), and MediaPipe's C++ logging stays quiet. Child
-  processes (workers) inherit the settings.
+  machine, ~30 s, not once per process), MediaPipe's C++ logging stays quiet, and the allocator
+  hands freed memory back to the system (``core.memory``). Child processes inherit the settings.
 - ``prepare_prefect``: settings Prefect reads when it is first imported.
 - ``quiet_library_warnings``: warnings the user cannot act on, silenced by category *and* module.
 """
@@ -16,6 +16,7 @@ import warnings
 from pathlib import Path
 
 from core.config import cache_dir
+from core.memory import tune_allocator
 
 DASHBOARD_ENV = "MMPIPE_DASK_DASHBOARD"  # where a local Dask cluster's dashboard listens
 
@@ -26,6 +27,7 @@ def prepare_process() -> None:
     os.environ.setdefault("NUMBA_CACHE_DIR", str(cache_dir() / "numba"))
     os.environ.setdefault("GLOG_minloglevel", "2")  # MediaPipe / TFLite C++ logs
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    tune_allocator()  # long videos go block by block: freed blocks go back to the system
 
 
 def prepare_prefect(quiet: bool = False) -> None:

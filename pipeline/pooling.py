@@ -23,10 +23,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from core.blocks import chunks
 from core.records import FrameFeatures, Word, WordFeatures
 
 MIN_NEAREST_S = 0.25  # a short word may borrow a frame this far away (or 2 frame periods)
 COVERAGE_SUFFIX = "_present"
+WORDS_PER_PASS = 2048  # words whose frames are gathered at a time (see _span_means)
 
 
 def _frame_period(times: np.ndarray) -> float:
@@ -47,20 +49,24 @@ def _span_means(values: np.ndarray, rows: np.ndarray, lo: np.ndarray, count: np.
 
     Only the rows inside words are gathered and summed (in float64), so the cost follows the
     speech, not the length of the track; a cumulative sum over every row of a long float32
-    track would cost more and lose precision.
+    track would cost more and lose precision. Words are taken ``WORDS_PER_PASS`` at a time, so
+    the gathered rows of an hour of speech (~50 MB) never exist at once; each word's sum is the
+    same either way.
     """
     out = np.zeros((len(lo), values.shape[1]), np.float64)
     used = np.flatnonzero(count > 0)
     if used.size == 0:
         return out
-    counts = count[used]
-    seg_starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    flat = np.arange(int(counts.sum())) - np.repeat(seg_starts - lo[used], counts)
-    gathered = values[rows[flat]]
-    if not np.isfinite(gathered).all():
-        gathered = np.nan_to_num(gathered, nan=0.0, posinf=0.0, neginf=0.0)
-    sums = np.add.reduceat(gathered, seg_starts, axis=0, dtype=np.float64)
-    out[used] = sums / counts[:, None]
+    for part in chunks(used.size, WORDS_PER_PASS):
+        words = used[part]
+        counts = count[words]
+        seg_starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        flat = np.arange(int(counts.sum())) - np.repeat(seg_starts - lo[words], counts)
+        gathered = values[rows[flat]]
+        if not np.isfinite(gathered).all():
+            gathered = np.nan_to_num(gathered, nan=0.0, posinf=0.0, neginf=0.0)
+        sums = np.add.reduceat(gathered, seg_starts, axis=0, dtype=np.float64)
+        out[words] = sums / counts[:, None]
     return out
 
 

@@ -28,6 +28,7 @@ from core.files import digest
 from core.records import Audio, Utterance, Word
 from pipeline.aligner import Anchor, default_aligner
 from pipeline.asr import Recogniser, Transcription, make_recogniser
+from pipeline.media import peak_amplitude
 from pipeline.spoken import Token, tokenize
 from pipeline.transcripts import Transcript, read_transcript, transcript_from_text
 from pipeline.utterances import split_utterances
@@ -75,7 +76,7 @@ def words_for(
     """Utterances with timed words; ``source`` (the video path) only names the file in errors."""
     if audio is None or len(audio.samples) == 0:
         raise NoSpeechError("no speech found: the audio track is empty", source)
-    if float(np.max(np.abs(audio.samples))) < SILENCE_PEAK:
+    if peak_amplitude(audio.samples) < SILENCE_PEAK:
         raise NoSpeechError("no speech found: the audio is silent", source)
     parsed = load_transcript(transcript)
     if parsed is not None:
