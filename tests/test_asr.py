@@ -13,29 +13,27 @@ from pathlib import Path
 
 import pytest
 
+import core.models
 from core.config import WordsConfig
 from core.errors import ModelError
 from core.records import Audio
-from pipeline import asr
+from pipeline import whisper_weights
 from pipeline.asr import (
-    BASE_SHA256,
     LanguageMismatch,
     PocketsphinxRecogniser,
     Transcription,
     TransformersRecogniser,
     WhisperRecogniser,
-    ensure_whisper_base,
     make_recogniser,
-    resolve_whisper,
-    verify_file,
 )
 from pipeline.spoken import normalize_text
+from pipeline.whisper_weights import BASE_SHA256, ensure_whisper_base, resolve_whisper, verify_file
 from pipeline.words import NoSpeechError, words_for, words_stage_id
 from tests.asr_tools import FixedRecogniser
 from tests.asr_tools import word_error_rate as wer
 from tests.conftest import DATA, VIDEOS
 from tests.media_fixtures import GERMAN, espeak
-from tests.test_aligner import JFK_TEXT, load_audio, timing_errors
+from tests.test_forced_alignment import JFK_TEXT, load_audio, timing_errors
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +136,7 @@ def test_an_unsure_detection_is_a_warning(whisper_base, jfk, monkeypatch):
 def _fake_parts(root: Path, payload: list[bytes]) -> tuple[Path, list[Path]]:
     src = root / "pkg"
     src.mkdir()
-    for name in asr.BASE_FILES:
+    for name in whisper_weights.BASE_FILES:
         (src / name).write_text("{}")
     parts = []
     for i, blob in enumerate(payload, 1):
@@ -157,7 +155,7 @@ def test_join_is_atomic_verified_and_rebuilt_when_corrupt(tmp_path):
 
     target = ensure_whisper_base(cache, **kwargs)
     assert (target / "model.bin").read_bytes() == b"".join(payload)
-    assert all((target / f).is_file() for f in asr.BASE_FILES)
+    assert all((target / f).is_file() for f in whisper_weights.BASE_FILES)
 
     # corrupt the cached join in place (same size): detected by the stamp, rebuilt
     with open(target / "model.bin", "r+b") as fh:
@@ -181,8 +179,8 @@ def test_join_is_atomic_verified_and_rebuilt_when_corrupt(tmp_path):
 
 def test_real_packaged_base_weights_join_to_the_known_hash(tmp_path):
     target = ensure_whisper_base(tmp_path)
-    assert (target / "model.bin").stat().st_size == asr.BASE_SIZE
-    assert asr.sha256_file(target / "model.bin") == BASE_SHA256
+    assert (target / "model.bin").stat().st_size == whisper_weights.BASE_SIZE
+    assert whisper_weights.sha256_file(target / "model.bin") == BASE_SHA256
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".whisper-base.")] == [
         ".whisper-base.lock"
     ]
@@ -193,8 +191,8 @@ def test_weight_verification_is_remembered_until_the_file_changes(tmp_path, monk
     blob.write_bytes(b"weights" * 1000)
     sha = hashlib.sha256(blob.read_bytes()).hexdigest()
     calls = []
-    real = asr.sha256_file
-    monkeypatch.setattr(asr, "sha256_file", lambda p, *a: calls.append(p) or real(p, *a))
+    real = whisper_weights.sha256_file
+    monkeypatch.setattr(whisper_weights, "sha256_file", lambda p, *a: calls.append(p) or real(p, *a))
     verify_file(blob, sha, "test", tmp_path)
     verify_file(blob, sha, "test", tmp_path)
     assert len(calls) == 1
@@ -260,7 +258,7 @@ def tiny_hf_models(tmp_path_factory) -> dict[str, Path]:
     ).save_pretrained(w2v)
 
     whisper = root / "whisper"
-    src, _ = asr.base_parts()  # Whisper's real tokenizer, from the packaged base model
+    src, _ = whisper_weights.base_parts()  # Whisper's real tokenizer, from the packaged base model
     tok = WhisperTokenizerFast(tokenizer_file=str(src / "tokenizer.json"))
     ids = {t: tok.convert_tokens_to_ids(t) for t in (
         "<|startoftranscript|>", "<|endoftext|>", "<|en|>", "<|transcribe|>", "<|translate|>",
@@ -298,7 +296,7 @@ def no_network(monkeypatch):
     monkeypatch.setattr(socket, "create_connection", refuse)
     monkeypatch.setattr(socket, "getaddrinfo", refuse)
     monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(asr, "_models", {})  # load for real, inside the guard
+    monkeypatch.setattr(core.models, "_models", {})  # load for real, inside the guard
 
 
 def test_model_loading_never_touches_the_network(no_network, tiny_hf_models, jfk):

@@ -16,7 +16,8 @@ from core.blocks import blocks, chunks
 from core.config import AcousticConfig, WordsConfig
 from core.records import Audio, Word
 from extractors.acoustic import AcousticExtractor, PitchInput
-from pipeline import aligner, media, pooling
+from pipeline import forced_alignment as aligner
+from pipeline import media, pooling, signal
 from pipeline.asr import WhisperRecogniser, speech_blocks
 from tests.asr_tools import word_error_rate
 from tests.conftest import SPEECH
@@ -133,14 +134,12 @@ def test_decoded_long_audio_is_the_same_samples(tmp_path, speech):
     np.testing.assert_array_equal(decoded.samples, np.clip(speech, -1, 1))
 
 
-def test_level_and_peak_by_blocks_equal_whole_signal(monkeypatch, speech):
-    monkeypatch.setattr(media, "_LEVEL_BLOCK", 12_345)
-    audio = Audio(speech, SR)
-    x = speech.astype(np.float64)
-    n = len(x) // 800
-    rms = np.sqrt(np.mean(x[: n * 800].reshape(n, 800) ** 2, axis=1))
-    assert media.audio_level_dbfs(audio) == 20 * np.log10(np.percentile(rms, 95))
-    assert media.peak_amplitude(speech) == float(np.max(np.abs(speech)))
+def test_level_by_blocks_equals_whole_signal(monkeypatch, speech):
+    monkeypatch.setattr(signal, "_BLOCK", 160 * 777)
+    pcm = _pcm16_whole(speech)
+    n = len(pcm) // 160
+    energy = 10 * np.log10(np.mean((pcm[: n * 160].astype(np.float32).reshape(n, 160) / 32768.0) ** 2, axis=1) + 1e-10)
+    assert media.audio_level_dbfs(Audio(speech, SR)) == float(np.percentile(energy.astype(np.float32), 95))
 
 
 # -- aligner input ------------------------------------------------------------------------------
@@ -167,20 +166,20 @@ def with_silence(speech) -> Audio:
 
 
 def test_aligner_int16_noise_and_energy_by_blocks(monkeypatch, with_silence):
-    monkeypatch.setattr(aligner, "_BLOCK", 160 * 777)
+    monkeypatch.setattr(signal, "_BLOCK", 160 * 777)
     pcm = _pcm16_whole(with_silence.samples)
-    np.testing.assert_array_equal(aligner.to_pcm16(with_silence), pcm)
-    np.testing.assert_array_equal(aligner.with_comfort_noise(pcm), _comfort_noise_whole(pcm))
+    np.testing.assert_array_equal(signal.to_pcm16(with_silence), pcm)
+    np.testing.assert_array_equal(signal.with_comfort_noise(pcm), _comfort_noise_whole(pcm))
     n = len(pcm) // 160
     energy = 10 * np.log10(np.mean((pcm[: n * 160].astype(np.float32).reshape(n, 160) / 32768.0) ** 2, axis=1) + 1e-10)
-    np.testing.assert_array_equal(aligner.frame_energy_db(pcm), energy.astype(np.float32))
+    np.testing.assert_array_equal(signal.frame_energy_db(pcm), energy.astype(np.float32))
 
 
 def test_lazy_int16_slices_equal_the_whole_arrays(monkeypatch, with_silence):
-    monkeypatch.setattr(aligner, "_NOISE_BLOCK", 160 * 333)
+    monkeypatch.setattr(signal, "_NOISE_BLOCK", 160 * 333)
     pcm = _pcm16_whole(with_silence.samples)
     noisy = _comfort_noise_whole(pcm)
-    lazy = aligner.Pcm16.of(with_silence)
+    lazy = signal.Pcm16.of(with_silence)
     lazy_noisy = lazy.with_comfort_noise(3.0)
     rng = np.random.default_rng(1)
     for _ in range(40):
@@ -189,8 +188,8 @@ def test_lazy_int16_slices_equal_the_whole_arrays(monkeypatch, with_silence):
         np.testing.assert_array_equal(lazy[lo:hi], pcm[lo:hi])
         np.testing.assert_array_equal(lazy_noisy[lo:hi], noisy[lo:hi])
     assert len(lazy) == len(pcm) and lazy[0:0].size == 0
-    np.testing.assert_array_equal(aligner.frame_energy_db(lazy), aligner.frame_energy_db(pcm))
-    assert aligner.Pcm16.of(Audio(np.full(SR, 0.1, np.float32), SR)).with_comfort_noise(3.0) is None
+    np.testing.assert_array_equal(signal.frame_energy_db(lazy), signal.frame_energy_db(pcm))
+    assert signal.Pcm16.of(Audio(np.full(SR, 0.1, np.float32), SR)).with_comfort_noise(3.0) is None
 
 
 def test_aligner_signal_memory_follows_the_block(with_silence):

@@ -12,7 +12,7 @@ import pytest
 
 from core.config import WordsConfig
 from core.records import Audio, Word
-from pipeline.aligner import Anchor, PocketsphinxAligner, default_aligner, letter_to_sound
+from pipeline.forced_alignment import Anchor, PocketsphinxAligner, default_aligner, letter_to_sound
 from pipeline.spoken import tokenize
 from pipeline.words import NoSpeechError, words_for
 from tests.conftest import DATA

@@ -21,6 +21,9 @@ Words missing from the dictionary get a pronunciation (spelled letters for vowel
 two dictionary words for compounds, else simple English letter-to-sound rules), so "Zyxqv" or
 "Amerrikans" are aligned like any other word ("MMLatch" comes as "m m latch" from
 ``pipeline.spoken``).
+
+(About 480 lines, on purpose: the searches, their fallbacks and the assembly of words share the
+decoders' state within one call and read best together.)
 """
 
 from __future__ import annotations
@@ -35,15 +38,14 @@ from typing import Sequence
 import numpy as np
 from pocketsphinx import Decoder
 
-from core.blocks import chunks
+from core.models import cached
 from core.records import Audio, Word
+from pipeline.pronunciation import VOWELS, letter_to_sound, spelled
+from pipeline.signal import FRAME, FRAME_S, Pcm16, frame_energy_db, quietest_frame, speech_extent, speech_frames
 from pipeline.spoken import Token
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16000
-FRAME = 160  # samples per 10 ms pocketsphinx frame
-FRAME_S = FRAME / SAMPLE_RATE
 
 
 @dataclass(frozen=True)
@@ -54,254 +56,6 @@ class Anchor:
     end: float
     first: int
     stop: int
-
-
-# --------------------------------------------------------------------------------------------
-# Pronunciations for words missing from the dictionary
-
-_LETTER_NAMES = {
-    "a": "EY", "b": "B IY", "c": "S IY", "d": "D IY", "e": "IY", "f": "EH F", "g": "JH IY",
-    "h": "EY CH", "i": "AY", "j": "JH EY", "k": "K EY", "l": "EH L", "m": "EH M", "n": "EH N",
-    "o": "OW", "p": "P IY", "q": "K Y UW", "r": "AA R", "s": "EH S", "t": "T IY", "u": "Y UW",
-    "v": "V IY", "w": "D AH B AH L Y UW", "x": "EH K S", "y": "W AY", "z": "Z IY",
-}
-
-# Ordered longest-first within each letter; a rough but phone-set-valid English rule set.
-_LTS_RULES: list[tuple[str, str]] = [
-    ("tion", "SH AH N"), ("sion", "ZH AH N"), ("ough", "AO"), ("augh", "AO"), ("eigh", "EY"),
-    ("igh", "AY"), ("tch", "CH"), ("sch", "S K"), ("dge", "JH"), ("que", "K"),
-    ("ch", "CH"), ("sh", "SH"), ("th", "TH"), ("ph", "F"), ("wh", "W"), ("ck", "K"),
-    ("ng", "NG"), ("gh", "G"), ("qu", "K W"), ("kn", "N"), ("wr", "R"),
-    ("ee", "IY"), ("ea", "IY"), ("oo", "UW"), ("ou", "AW"), ("ow", "OW"), ("oi", "OY"),
-    ("oy", "OY"), ("ai", "EY"), ("ay", "EY"), ("au", "AO"), ("aw", "AO"), ("ie", "IY"),
-    ("ei", "EY"), ("ey", "IY"), ("oa", "OW"), ("ue", "UW"), ("ew", "UW"),
-    ("ar", "AA R"), ("er", "ER"), ("ir", "ER"), ("ur", "ER"), ("or", "AO R"),
-    ("a", "AE"), ("b", "B"), ("d", "D"), ("e", "EH"), ("f", "F"), ("h", "HH"),
-    ("i", "IH"), ("j", "JH"), ("k", "K"), ("l", "L"), ("m", "M"), ("n", "N"), ("o", "AA"),
-    ("p", "P"), ("q", "K"), ("r", "R"), ("s", "S"), ("t", "T"), ("u", "AH"), ("v", "V"),
-    ("w", "W"), ("x", "K S"), ("z", "Z"),
-]
-_VOWELS = set("aeiouy")
-
-
-def letter_to_sound(word: str) -> str:
-    """ARPABET phones for an English-looking word from spelling rules."""
-    w = re.sub(r"[^a-z]", "", word.lower())
-    if len(w) > 3 and w.endswith("e") and w[-2] not in _VOWELS:
-        w = w[:-1]  # silent final e
-    phones: list[str] = []
-    i = 0
-    while i < len(w):
-        if i > 0 and w[i] == w[i - 1] and w[i] not in _VOWELS:
-            i += 1  # double consonants are one sound
-            continue
-        ch = w[i]
-        if ch == "c":
-            phones.append("S" if w[i + 1 : i + 2] in ("e", "i", "y") else "K")
-            i += 1
-            continue
-        if ch == "g":
-            phones.append("JH" if w[i + 1 : i + 2] in ("e", "i", "y") and i > 0 else "G")
-            i += 1
-            continue
-        if ch == "y":
-            phones.append("Y" if i == 0 else ("IY" if i == len(w) - 1 else "IH"))
-            i += 1
-            continue
-        for graph, ph in _LTS_RULES:
-            if w.startswith(graph, i):
-                phones.extend(ph.split())
-                i += len(graph)
-                break
-        else:
-            i += 1
-    return " ".join(phones) or "AH"
-
-
-def spelled(word: str) -> str:
-    return " ".join(_LETTER_NAMES[ch] for ch in word if ch in _LETTER_NAMES)
-
-
-# --------------------------------------------------------------------------------------------
-# Audio helpers
-
-
-# Samples converted at a time. Every helper below works per sample or per 10 ms frame, so blocks
-# change no value; whole-signal temporaries (float copies, float64 noise) cost over 2 GB an hour.
-_BLOCK = FRAME * 6400  # 64 s
-_NOISE_BLOCK = FRAME * 1600  # 16 s: comfort noise is drawn again per block when a search reads it
-
-
-def _pcm16(samples: np.ndarray) -> np.ndarray:
-    return (np.clip(samples, -1.0, 1.0) * 32767).astype(np.int16)
-
-
-def _samples16k(audio: Audio) -> np.ndarray:
-    samples = np.asarray(audio.samples, dtype=np.float32).reshape(-1)
-    if audio.sample_rate != SAMPLE_RATE:
-        import librosa  # deferred: its resampler loads scipy and numba (seconds), for other rates only
-
-        samples = librosa.resample(samples, orig_sr=audio.sample_rate, target_sr=SAMPLE_RATE)
-    return samples
-
-
-def to_pcm16(audio: Audio) -> np.ndarray:
-    """16 kHz int16 samples, the format pocketsphinx's default acoustic model expects."""
-    samples = _samples16k(audio)
-    out = np.empty(len(samples), np.int16)
-    for part in chunks(len(samples), _BLOCK):
-        out[part] = _pcm16(samples[part])
-    return out
-
-
-def _quiet_frames(pcm) -> np.ndarray:
-    """(n_frames,) bool: digital silence plus dither (RMS under 3 int16 units) per 10 ms frame."""
-    n = len(pcm) // FRAME
-    rms = np.empty(n, np.float32)
-    for part in chunks(n * FRAME, _BLOCK):
-        frames = pcm[part].reshape(-1, FRAME).astype(np.float32)
-        rms[part.start // FRAME : part.stop // FRAME] = np.sqrt(np.mean(frames**2, axis=1))
-    return rms < 3.0
-
-
-def _with_noise(pcm: np.ndarray, quiet: np.ndarray, start: int, noise: np.ndarray) -> np.ndarray:
-    """``pcm`` (samples from ``start`` on) plus ``noise`` where its 10 ms frame is quiet; samples
-    after the last whole frame follow the last frame."""
-    frame = np.minimum(np.arange(start, start + len(pcm)) // FRAME, len(quiet) - 1)
-    out = pcm.astype(np.float32) + np.where(quiet[frame], noise, 0.0)
-    return np.clip(np.round(out), -32768, 32767).astype(np.int16)
-
-
-def with_comfort_noise(pcm: np.ndarray, level: float = 3.0) -> np.ndarray | None:
-    """``pcm`` with faint seeded noise (``level`` int16 units RMS) in its digitally silent
-    10 ms frames, or None when it has none.
-
-    Exact zeros (synthesised, gated or edited audio) can make pocketsphinx's search die out:
-    continuous espeak-ng speech fails to align outright, and stretches of joined recordings go
-    astray. A faint noise floor fixes that but blurs the faintest word edges a little
-    (truth16k median start error 16 -> 23 ms), so searches try the clean samples first.
-    """
-    if len(pcm) // FRAME == 0:
-        return None
-    quiet = _quiet_frames(pcm)
-    if not quiet.any():
-        return None
-    rng = np.random.default_rng(0)  # one stream over the whole signal, drawn block by block
-    out = np.empty_like(pcm)
-    for part in chunks(len(pcm), _BLOCK):
-        noise = rng.standard_normal(part.stop - part.start) * level
-        out[part] = _with_noise(pcm[part], quiet, part.start, noise)
-    return out
-
-
-class Pcm16:
-    """A recording's 16 kHz int16 samples, made a slice at a time as the searches read them.
-
-    A search reads at most ``max_span_s`` of audio; holding the whole recording as int16, once as
-    decoded and once with comfort noise, cost 230 MB an hour beside the float audio. Every slice
-    is bit-identical to that slice of ``to_pcm16`` (with noise: of ``with_comfort_noise``): the
-    conversion is per sample, and the noise of a block is drawn again from the generator state
-    saved at the block's start. Supports ``len`` and ``view[a:b]`` (an int16 array).
-    """
-
-    def __init__(self, samples: np.ndarray, noise: tuple[np.ndarray, float, list[dict]] | None = None):
-        self.samples = samples  # (n,) float32 at 16 kHz
-        self._noise = noise  # (quiet frames, level, generator state at each _NOISE_BLOCK)
-        self._drawn: tuple[int, np.ndarray] | None = None  # the last block of noise drawn
-
-    @classmethod
-    def of(cls, audio: Audio) -> "Pcm16":
-        return cls(_samples16k(audio))
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def with_comfort_noise(self, level: float) -> "Pcm16 | None":
-        """Like ``with_comfort_noise(to_pcm16(audio), level)``, without making either array."""
-        if len(self) // FRAME == 0:
-            return None
-        quiet = _quiet_frames(self)
-        if not quiet.any():
-            return None
-        rng = np.random.default_rng(0)
-        states = []
-        for part in chunks(len(self), _NOISE_BLOCK):
-            states.append(rng.bit_generator.state)
-            rng.standard_normal(part.stop - part.start)  # only to move the generator on
-        return Pcm16(self.samples, (quiet, level, states))
-
-    def _block_noise(self, k: int) -> np.ndarray:
-        if self._drawn is None or self._drawn[0] != k:
-            quiet, level, states = self._noise  # type: ignore[misc]
-            rng = np.random.default_rng(0)
-            rng.bit_generator.state = states[k]
-            size = min(_NOISE_BLOCK, len(self) - k * _NOISE_BLOCK)
-            self._drawn = (k, rng.standard_normal(size) * level)
-        return self._drawn[1]
-
-    def __getitem__(self, key: slice) -> np.ndarray:
-        start, stop, step = key.indices(len(self))
-        if step != 1:
-            raise ValueError("Pcm16 slices are contiguous")
-        pcm = _pcm16(self.samples[start:stop])
-        if self._noise is None or stop <= start:
-            return pcm
-        quiet = self._noise[0]
-        for k in range(start // _NOISE_BLOCK, (stop - 1) // _NOISE_BLOCK + 1):
-            a, b = max(start, k * _NOISE_BLOCK), min(stop, (k + 1) * _NOISE_BLOCK)
-            noise = self._block_noise(k)[a - k * _NOISE_BLOCK : b - k * _NOISE_BLOCK]
-            pcm[a - start : b - start] = _with_noise(pcm[a - start : b - start], quiet, a, noise)
-        return pcm
-
-
-def frame_energy_db(pcm) -> np.ndarray:
-    """Log energy of each 10 ms frame (dB relative to full scale) of int16 samples (an array or
-    a ``Pcm16``)."""
-    n = len(pcm) // FRAME
-    energy = np.empty(n, np.float32)
-    for part in chunks(n * FRAME, _BLOCK):
-        frames = pcm[part].astype(np.float32).reshape(-1, FRAME) / 32768.0
-        energy[part.start // FRAME : part.stop // FRAME] = 10 * np.log10(np.mean(frames**2, axis=1) + 1e-10)
-    return energy
-
-
-def _smooth(x: np.ndarray, width: int) -> np.ndarray:
-    if len(x) < width or width < 2:
-        return x
-    return np.convolve(x, np.ones(width) / width, mode="same")
-
-
-def quietest_frame(energy: np.ndarray, lo: int, hi: int) -> int:
-    """Frame in [lo, hi) with the lowest smoothed energy: a safe place to cut between words."""
-    lo, hi = max(0, lo), min(len(energy), hi)
-    if hi - lo < 2:
-        return max(0, min(lo, len(energy)))
-    window = _smooth(energy, 25)[lo:hi]
-    return lo + int(np.argmin(window))
-
-
-def speech_extent(energy: np.ndarray, lo: int, hi: int) -> tuple[int, int]:
-    """First and last frame in [lo, hi) that sound like speech (for spreading unaligned words)."""
-    seg = energy[lo:hi]
-    if len(seg) == 0:
-        return lo, hi
-    floor = float(np.percentile(energy, 10)) if len(energy) else -100.0
-    loud = np.nonzero(seg > max(floor + 15.0, float(seg.max()) - 40.0))[0]
-    if len(loud) == 0:
-        return lo, hi
-    return lo + int(loud[0]), lo + int(loud[-1]) + 1
-
-
-def loud_frames(energy: np.ndarray) -> np.ndarray:
-    """Frames that sound like speech: 15 dB over the noise floor and within 30 dB of the loud
-    frames (so pauses in a noisy room are not "speech" when the file also has digital silence)."""
-    if len(energy) == 0:
-        return np.zeros(0, bool)
-    floor, loud = np.percentile(energy, [10, 95])
-    return energy > max(float(floor) + 15.0, float(loud) - 30.0)
-
-
-# --------------------------------------------------------------------------------------------
 
 
 def _is_filler(name: str) -> bool:
@@ -326,7 +80,7 @@ class _Signal:
         pcm = Pcm16.of(audio)
         noisy = pcm.with_comfort_noise(noise) if noise else None
         energy = frame_energy_db(pcm)
-        return cls(pcm, pcm if noisy is None else noisy, energy, loud_frames(energy))
+        return cls(pcm, pcm if noisy is None else noisy, energy, speech_frames(energy))
 
     @property
     def variants(self) -> tuple[Pcm16, ...]:
@@ -400,7 +154,7 @@ class PocketsphinxAligner:
             dec.add_word(word, self._added[word], True)
             return self._added[word]
         letters = re.sub(r"[^a-z]", "", word)
-        if letters and not (set(letters) & _VOWELS) and len(letters) <= 6:
+        if letters and not (set(letters) & VOWELS) and len(letters) <= 6:
             phones = spelled(letters)
         else:
             phones = self._compound(letters) or letter_to_sound(letters)
@@ -440,7 +194,7 @@ class PocketsphinxAligner:
                 self._align_anchored(sig, tokens, anchors, times)
             else:
                 self._align_range(sig, 0, len(sig.energy), tokens, list(range(len(tokens))), times)
-        return self._words(tokens, times, sig.energy)
+        return self._words(tokens, times, sig.loud)
 
     # The search: a grammar of the words in order, where each token may be said in any of its
     # forms ("twenty twenty six" / "two thousand twenty six"). With ``prefix`` the grammar may
@@ -680,11 +434,11 @@ class PocketsphinxAligner:
     # -- assembling words ----------------------------------------------------------------------
 
     def _words(
-        self, tokens: Sequence[Token], times: list[tuple[int, int] | None], energy: np.ndarray
+        self, tokens: Sequence[Token], times: list[tuple[int, int] | None], speech: np.ndarray
     ) -> list[Word]:
         """Words from frame times; runs the aligner could not place are spread between their
         aligned neighbours over the speech in that gap, in proportion to their length."""
-        n_frames = len(energy)
+        n_frames = len(speech)
         out: list[Word | None] = [None] * len(tokens)
         for i, t in enumerate(times):
             if t is not None:
@@ -701,7 +455,7 @@ class PocketsphinxAligner:
             hi = times[j][0] if j < len(tokens) else n_frames  # type: ignore[index]
             if hi <= lo:
                 hi = lo + 1
-            a, b = speech_extent(energy, lo, hi)
+            a, b = speech_extent(speech, lo, hi)
             if b - a < (j - i):
                 a, b = lo, max(hi, lo + (j - i))
             weights = np.array([len("".join(tokens[k].spoken)) + 2 for k in range(i, j)], float)
@@ -718,14 +472,6 @@ class PocketsphinxAligner:
         return out  # type: ignore[return-value]
 
 
-_default: PocketsphinxAligner | None = None
-_default_lock = threading.Lock()
-
-
 def default_aligner() -> PocketsphinxAligner:
-    """The process-wide aligner (its decoder and made-up pronunciations are reused)."""
-    global _default
-    with _default_lock:
-        if _default is None:
-            _default = PocketsphinxAligner()
-        return _default
+    """The process-wide aligner (its made-up pronunciations are reused; its decoders are not)."""
+    return cached(("pocketsphinx-aligner",), PocketsphinxAligner)
