@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
@@ -121,6 +122,7 @@ class Run:
     minutes: float
     peak_mb: float
     wall_s: float
+    cpu_s: float  # user + system time of the process (less affected by other jobs than wall time)
     summary: dict
     timeline: list[tuple[float, int]]  # (s, RSS bytes) every 50 ms
 
@@ -161,17 +163,19 @@ def measure(video: Path, minutes: float, flags: list[str], code: Path = ROOT) ->
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "flows.cli", "extract", str(video), "--out", tmp, "--json", "--force", *flags]
-        t0 = time.perf_counter()
+        t0, used = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
         proc = subprocess.Popen(cmd, cwd=code, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         sampler = PeakSampler(proc.pid)
         sampler.start()
         stdout, stderr = proc.communicate()
         wall = time.perf_counter() - t0
+        now = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (now.ru_utime - used.ru_utime) + (now.ru_stime - used.ru_stime)
         sampler.done.set()
         sampler.join()
     if proc.returncode != 0:
         raise SystemExit(f"extract failed on {video} ({proc.returncode}):\n{stderr[-2000:]}")
-    return Run(minutes, sampler.peak / 2**20, wall, json.loads(stdout), sampler.samples)
+    return Run(minutes, sampler.peak / 2**20, wall, cpu, json.loads(stdout), sampler.samples)
 
 
 def save_timeline(run: Run, label: str) -> Path:
@@ -189,18 +193,19 @@ def print_table(runs: list[tuple[str, Run]], face_fps: float, asr_model: str | N
           f"{os.cpu_count()} CPU cores, {psutil.virtual_memory().total / 2**30:.0f} GiB")
     print(f"settings: defaults (Whisper {asr_model or 'base'}, no transcript), faces at {face_fps:g} fps; "
           "one fresh process per clip\n")
-    print("| code | minutes | words | peak RSS (MB) | wall s | s per media minute |")
-    print("|---|---|---|---|---|---|")
+    print("| code | minutes | words | peak RSS (MB) | wall s | s per media minute | CPU s per media minute |")
+    print("|---|---|---|---|---|---|---|")
     for label, r in runs:
         print(f"| {label} | {r.minutes:g} | {r.summary['words']} | {r.peak_mb:.0f} | {r.wall_s:.1f} | "
-              f"{r.wall_s / r.minutes:.1f} |")
+              f"{r.wall_s / r.minutes:.1f} | {r.cpu_s / r.minutes:.1f} |")
     for label in dict.fromkeys(label for label, _ in runs):
         mine = sorted((r for lab, r in runs if lab == label), key=lambda r: r.minutes)
         if len(mine) > 1:
             first, last = mine[0], mine[-1]
+            scale = last.minutes / first.minutes
             print(f"\n{label}: peak({last.minutes:g}) / peak({first.minutes:g}) = {last.peak_mb / first.peak_mb:.2f}, "
-                  f"time({last.minutes:g}) / ({last.minutes / first.minutes:g} x time({first.minutes:g})) = "
-                  f"{(last.wall_s / last.minutes) / (first.wall_s / first.minutes):.2f}")
+                  f"time({last.minutes:g}) / ({scale:g} x time({first.minutes:g})) = "
+                  f"{last.wall_s / (scale * first.wall_s):.2f} wall, {last.cpu_s / (scale * first.cpu_s):.2f} CPU")
 
 
 def main() -> None:
@@ -233,7 +238,8 @@ def main() -> None:
         runs.append((label, run))
         if args.timeline:
             print(f"timeline: {save_timeline(run, label)}", file=sys.stderr)
-        print(f"{label}, {m:g} min: peak {run.peak_mb:.0f} MB, {run.wall_s:.1f} s, stages {run.summary.get('stages_s')}",
+        print(f"{label}, {m:g} min: peak {run.peak_mb:.0f} MB, {run.wall_s:.1f} s ({run.cpu_s:.0f} CPU s), "
+              f"stages {run.summary.get('stages_s')}",
               file=sys.stderr, flush=True)
     print_table(runs, args.face_fps, args.asr_model)
 

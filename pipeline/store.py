@@ -88,7 +88,16 @@ def feature_table(
 
 
 def write_table(path: str | os.PathLike, table: pa.Table) -> None:
-    atomic_write(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
+    atomic_write(path, lambda tmp: pq.write_table(
+        table, tmp, compression="zstd", use_dictionary=dictionary_columns(table)
+    ))
+
+
+def dictionary_columns(table: pa.Table) -> list[str]:
+    """Columns worth dictionary encoding: the strings (words, timings). Feature vectors hardly
+    repeat a value; trying a dictionary on them made files a third larger (10 minutes: 3.3 MB
+    instead of 2.5), the write several times slower, and cost ~60 MB of memory for an hour."""
+    return [f.name for f in table.schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
 
 
 def read_metadata(path: str | os.PathLike) -> StoreMetadata:
