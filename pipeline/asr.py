@@ -110,6 +110,13 @@ def _load_whisper(path: Path, compute_type: str):
         raise ModelError(f"cannot load Whisper model ({type(err).__name__}: {err})", str(path)) from None
 
 
+def _decoding_errors_as_model_errors(segments):
+    try:
+        yield from segments
+    except ValueError as err:
+        raise ModelError(f"Whisper failed on this audio ({err})") from None
+
+
 class WhisperRecogniser:
     """faster-whisper with the verified settings (int8, beam 5, temperature 0, VAD); the spoken
     language is checked before transcribing in the configured one."""
@@ -152,10 +159,9 @@ class WhisperRecogniser:
             raise ModelError(f"Whisper's language detection failed on this audio ({err})") from None
         return language, float(probability)
 
-    def check_language(self, samples: np.ndarray) -> list[str]:
+    def language_verdict(self, heard: str, p: float) -> list[str]:
         """Warnings about the spoken language; ``LanguageMismatch`` when it is surely another."""
         expected = self.cfg.language
-        heard, p = self.heard_language(samples)
         if heard == expected:
             return []
         said = f"{language_name(heard)} ({heard}, p={p:.2f})"
@@ -169,17 +175,27 @@ class WhisperRecogniser:
 
     def recognise(self, audio: Audio) -> Transcription:
         """Recognise ``audio``; longer than ``block_s`` it goes block by block (``speech_blocks``),
-        with the language of the first block kept for the rest when it is detected."""
+        with the language of the first block kept for the rest.
+
+        The spoken language is checked on the first block: a multilingual model detects it in
+        the same call that transcribes (its speech and features are computed once; nothing is
+        decoded before the verdict), an English-only one asks base's detector first."""
         c = self.cfg
         samples = samples_16k(audio)
-        language = None if c.language == "auto" else c.language
-        warnings = self.check_language(samples) if language is not None and c.check_language else []
+        expected = None if c.language == "auto" else c.language
+        check = expected is not None and c.check_language
+        detect_here = self.model.model.is_multilingual and (expected is None or check)
+        warnings = self.language_verdict(*self.heard_language(samples)) if check and not detect_here else []
         spans = speech_blocks(samples, self.block_s)
         kept: list[Segment] = []
         first = None
+        language = None if detect_here else expected
         for lo, hi in spans:
             segments, info = self._transcribe(samples[lo:hi], language)
             if first is None:
+                if check and detect_here and info.language != expected:
+                    warnings = self.language_verdict(info.language, float(info.language_probability))
+                    segments, info = self._transcribe(samples[lo:hi], expected)  # unsure: as set
                 first, language = info, info.language
             kept += self._kept_segments(segments, lo / SAMPLE_RATE)
             if len(spans) > 1:
@@ -188,13 +204,14 @@ class WhisperRecogniser:
             words=[w for s in kept for w in s.words],
             segments=kept,
             language=first.language,
-            language_probability=float(first.language_probability) if c.language == "auto" else None,
+            language_probability=float(first.language_probability) if expected is None else None,
             model=self.describe(),
             warnings=warnings,
         )
 
     def _transcribe(self, samples: np.ndarray, language: str | None):
-        """faster-whisper on one stretch of audio: (its segments, its TranscriptionInfo)."""
+        """faster-whisper on one stretch of audio: (its segments, decoded as they are read, and
+        its TranscriptionInfo, known before any decoding)."""
         c = self.cfg
         try:
             segments, info = self.model.transcribe(
@@ -209,9 +226,9 @@ class WhisperRecogniser:
                 # the previous window's text in keeps one bad window from spreading.
                 condition_on_previous_text=False,
             )
-            return list(segments), info
         except ValueError as err:
             raise ModelError(f"Whisper failed on this audio ({err})") from None
+        return _decoding_errors_as_model_errors(segments), info
 
     def _kept_segments(self, segments, offset: float) -> list[Segment]:
         """Segments worth keeping (speech, with words), their times moved on by ``offset`` s."""

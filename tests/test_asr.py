@@ -3,6 +3,7 @@ verified weight join, offline loading, and the transformers / pocketsphinx backe
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -119,14 +120,28 @@ def test_auto_transcribes_the_language_spoken(german, jfk):
 
 
 def test_an_unsure_detection_is_a_warning(whisper_base, jfk, monkeypatch):
-    monkeypatch.setattr(WhisperRecogniser, "heard_language", lambda self, samples: ("nl", 0.55))
+    """The detector is unsure the speech is English: English words anyway, and a warning."""
+    real = WhisperRecogniser._transcribe
+    asked: list[str | None] = []
+
+    def unsure(self, samples, language):
+        asked.append(language)
+        segments, info = real(self, samples, language)
+        if language is None:  # the detecting call: pretend it heard Dutch, unsure
+            info = dataclasses.replace(info, language="nl", language_probability=0.55)
+        return segments, info
+
+    monkeypatch.setattr(WhisperRecogniser, "_transcribe", unsure)
     found = words_for(jfk, WordsConfig(), recogniser=whisper_base)
     assert found.warnings == ["the speech may not be English: the detector heard Dutch (nl, p=0.55); "
                               "transcribed as English"]
+    assert asked == [None, "en"]  # detected in the first call, transcribed as set in the second
     assert normalize_text(" ".join(w.text for u in found.utterances for w in u.words)) == normalize_text(JFK_TEXT)
-    # The check can be turned off (the user knows the language).
-    monkeypatch.setattr(WhisperRecogniser, "heard_language", lambda self, samples: ("de", 0.99))
-    assert words_for(jfk, WordsConfig(check_language=False), recogniser=WhisperRecogniser(WordsConfig(check_language=False))).warnings == []
+    # The check can be turned off (the user knows the language): no detection at all.
+    asked.clear()
+    unchecked = WhisperRecogniser(WordsConfig(check_language=False))
+    assert words_for(jfk, WordsConfig(check_language=False), recogniser=unchecked).warnings == []
+    assert asked == ["en"]
 
 
 # ---------------------------------------------------------------------------------------------
