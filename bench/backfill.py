@@ -1,8 +1,13 @@
-"""Backfill throughput and the cost of orchestration: the same clips through the plain library
-(``pipeline.backfill.backfill``) and through the Prefect ``backfill`` flow, with 1 and 2 workers.
+"""Backfill throughput against a reference row, and the cost of orchestration: the same clips
+through the plain library (``pipeline.backfill.backfill``) and through the Prefect ``backfill``
+flow.
 
-    python bench/backfill.py [--clips 20] [--workers 1 2] [--modes direct embedded server]
-                             [--face-fps 15] [--asr-model tiny.en]
+    python bench/backfill.py [--clips 20] [--workers 1] [--modes direct embedded server]
+
+The first row is the reference: the earlier defaults (Whisper base with beam 5, one video at a
+time), through the library; then today's defaults (two videos in
+flight per worker) in each mode. Ratios between rows of one run are what to compare: machines
+here vary by 1.5-2x from day to day.
 
 Every run is a fresh Python process on a fresh output folder, so each pays what a user pays:
 imports, model loading in every worker, and for the flow its orchestration (the ``embedded``
@@ -44,40 +49,48 @@ def make_clips(folder: Path, n: int) -> Path:
     return folder
 
 
-def run_once(mode: str, workers: int, clips: str, out: str, config: str) -> None:
+# The defaults before the throughput work, measured beside today's in every run.
+REFERENCE = {"config": {"words.asr_model": "base", "words.beam_size": 5},
+             "in_flight": 1}
+DEFAULTS = {"config": {}, "in_flight": None}  # None: the library's default
+
+
+def run_once(mode: str, workers: int, clips: str, out: str, settings: str) -> None:
     """Child process: one measured backfill; prints its numbers as JSON on the last line."""
     t0 = time.perf_counter()
     sys.path.insert(0, str(ROOT))
-    cfg = json.loads(config)
+    settings = json.loads(settings)
+    cfg = settings["config"]
+    flight = {"in_flight": settings["in_flight"]} if settings["in_flight"] else {}
     if mode == "direct":
         from pipeline.backfill import backfill
 
         t1 = time.perf_counter()
-        result = backfill(clips, out, cfg, workers=workers).to_dict()
+        result = backfill(clips, out, cfg, workers=workers, **flight).to_dict()
     else:
         os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
         from flows.backfill import backfill_flow
 
         t1 = time.perf_counter()
-        result = backfill_flow(clips, out, config=cfg, workers=workers)
+        result = backfill_flow(clips, out, config=cfg, workers=workers, **flight)
     call_s = time.perf_counter() - t1
     print(json.dumps({"call_s": call_s, "import_s": t1 - t0, "media_s": result["realtime_factor"] * result["wall_s"],
                       "done": result["done"], "failed": result["failed"]}))
 
 
-def measure(mode: str, workers: int, clips: Path, work: Path, config: dict, env: dict) -> dict:
-    out = work / f"out-{mode}-{workers}"
+def measure(label: str, mode: str, workers: int, clips: Path, work: Path, settings: dict, env: dict) -> dict:
+    out = work / f"out-{label}-{mode}-{workers}"
     shutil.rmtree(out, ignore_errors=True)
     t0 = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, __file__, "--_run", mode, str(workers), str(clips), str(out), json.dumps(config)],
+        [sys.executable, __file__, "--_run", mode, str(workers), str(clips), str(out), json.dumps(settings)],
         cwd=ROOT, env=env, capture_output=True, text=True,
     )
     process_s = time.perf_counter() - t0
     if proc.returncode != 0:
         sys.exit(f"{mode} x{workers} failed:\n{proc.stderr[-3000:]}")
     row = json.loads(proc.stdout.strip().splitlines()[-1])
-    return {"mode": mode, "workers": workers, "process_s": process_s, **row}
+    return {"settings": label, "mode": mode, "workers": workers, "process_s": process_s, **row}
 
 
 class LocalServer:
@@ -121,13 +134,12 @@ def main() -> None:
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", type=int, default=20)
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--workers", type=int, nargs="+", default=[1])
     parser.add_argument("--modes", nargs="+", choices=list(MODES), default=list(MODES))
-    parser.add_argument("--face-fps", type=float, default=15.0)
-    parser.add_argument("--asr-model", default="tiny.en")
+    parser.add_argument("--no-reference", action="store_true", help="skip the reference row")
     parser.add_argument("--keep", type=Path, help="work folder to keep (default: a temporary one)")
     args = parser.parse_args()
-    config = {"facial.fps": args.face_fps, "words.asr_model": args.asr_model}
+    config = DEFAULTS
 
     work = args.keep or Path(tempfile.mkdtemp(prefix="mmpipe-bench-"))
     clips = make_clips(work / "clips", args.clips)
@@ -143,36 +155,43 @@ def main() -> None:
         if "server" in args.modes:
             server = LocalServer(env, work / "server.log")
         rows = []
-        for workers in args.workers:
-            for mode in args.modes:
-                run_env = {**env, "PREFECT_API_URL": server.api} if mode == "server" else env
-                row = measure(mode, workers, clips, work, config, run_env)
-                rows.append(row)
-                print(f"  {mode:<8} x{workers}: {row['call_s']:.1f} s", file=sys.stderr, flush=True)
+        runs = [] if args.no_reference else [("reference", "direct", 1, REFERENCE)]
+        runs += [("defaults", mode, workers, DEFAULTS) for workers in args.workers for mode in args.modes]
+        for label, mode, workers, settings in runs:
+            run_env = {**env, "PREFECT_API_URL": server.api} if mode == "server" else env
+            row = measure(label, mode, workers, clips, work, settings, run_env)
+            rows.append(row)
+            print(f"  {label:<9} {mode:<8} x{workers}: {row['call_s']:.1f} s", file=sys.stderr, flush=True)
     finally:
         if server:
             server.stop()
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
-    print_table(rows, args, config)
+    print_table(rows, args)
 
 
-def print_table(rows: list[dict], args, config: dict) -> None:
+def print_table(rows: list[dict], args) -> None:
     media = max(r["media_s"] for r in rows)
-    print(f"\nBackfill of {args.clips} real clips ({media:.0f} s of media), config {config}")
-    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}\n")
-    head = f"{'mode':<34} {'workers':>7} {'done':>5} {'call s':>8} {'videos/min':>10} {'x real time':>11} {'process s':>9} {'overhead':>16}"
+    print(f"\nBackfill of {args.clips} real clips ({media:.0f} s of media) — {time.strftime('%Y-%m-%d')}, "
+          f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}")
+    print(f"reference: {REFERENCE['config']}, one video at a time; defaults: today's settings, "
+          "two videos in flight per worker\n")
+    head = (f"{'settings':<10} {'mode':<34} {'workers':>7} {'done':>5} {'call s':>8} {'videos/min':>10} "
+            f"{'x real time':>11} {'vs reference':>12} {'process s':>9} {'orchestration':>16}")
     print(head)
     print("-" * len(head))
-    direct = {r["workers"]: r for r in rows if r["mode"] == "direct"}
+    reference = next((r for r in rows if r["settings"] == "reference"), None)
+    direct = {r["workers"]: r for r in rows if r["mode"] == "direct" and r["settings"] == "defaults"}
     for r in rows:
         base = direct.get(r["workers"])
         over = ""
         if base is not None and r["mode"] != "direct":
             d = r["call_s"] - base["call_s"]
             over = f"{d:+.1f} s ({100 * d / base['call_s']:+.1f} %)"
-        print(f"{r['mode'] + ' (' + MODES[r['mode']] + ')':<34} {r['workers']:>7} {r['done']:>5} {r['call_s']:>8.1f} "
-              f"{60 * r['done'] / r['call_s']:>10.1f} {media / r['call_s']:>11.2f} {r['process_s']:>9.1f} {over:>16}")
+        ratio = f"{reference['call_s'] / r['call_s']:.2f}x" if reference else ""
+        print(f"{r['settings']:<10} {r['mode'] + ' (' + MODES[r['mode']] + ')':<34} {r['workers']:>7} {r['done']:>5} "
+              f"{r['call_s']:>8.1f} {60 * r['done'] / r['call_s']:>10.1f} {media / r['call_s']:>11.2f} {ratio:>12} "
+              f"{r['process_s']:>9.1f} {over:>16}")
 
 
 if __name__ == "__main__":

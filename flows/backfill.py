@@ -26,7 +26,7 @@ from flows.runtime import (
     shared_api_for_workers,
     submit_windowed,
 )
-from pipeline.backfill import Batch, backfill, outcomes_for_lost_batch
+from pipeline.backfill import IN_FLIGHT, Batch, backfill, outcomes_for_lost_batch
 from pipeline.outcomes import FAILURES_LOG, BackfillReport, VideoOutcome
 
 WINDOW_PER_WORKER = 2  # batch task runs in flight per worker: one running, one queued
@@ -75,18 +75,20 @@ def backfill_flow(
     dask: str | None = None,
     force: bool = False,
     batch_size: int | None = None,
+    in_flight: int = IN_FLIGHT,
 ) -> dict[str, Any]:
     """Extract every video under ``input_dir`` whose features in ``out_dir`` are missing or stale.
 
     ``config``: extraction settings as sections or dotted keys ({"facial.fps": 5}).
     ``workers``: parallel batch tasks. ``dask``: "local" for a local Dask cluster of ``workers``
-    processes, or the address of an existing scheduler. Returns the run's counts and failures.
+    processes, or the address of an existing scheduler. ``in_flight``: videos each worker
+    extracts at once. Returns the run's counts and failures.
     """
     quiet_expected_errors()
     logger = get_run_logger()
     report = backfill(
         input_dir, out_dir, config, patterns, workers, force=force, batch_size=batch_size,
-        run_batches=task_runner_batches(workers, dask), runner=runner_label(workers, dask),
+        run_batches=task_runner_batches(workers, dask), runner=runner_label(workers, dask), in_flight=in_flight,
     )
     publish_report(report)
     logger.info("%s; failures log: %s", report.summary_line(), Path(out_dir) / FAILURES_LOG)

@@ -18,6 +18,7 @@ import logging
 import math
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,10 @@ from pipeline.outcomes import (
     write_failures_log,
 )
 
+# Videos a worker extracts at once: while one video's face track runs, the next one's speech is
+# recognised, so a 2-core machine has both cores busy across videos. Each video's features are
+# the same whatever runs beside it; memory is that of two extractions.
+IN_FLIGHT = 2
 MAX_BATCH_SIZE = 16  # videos per task: big enough to amortise task overhead, small enough to balance
 BATCHES_PER_WORKER = 4  # aim for this many batches per worker so stragglers even out
 STALE_TEMP_AGE_S = 3600.0  # a temp file this old belongs to a writer that died
@@ -193,11 +198,20 @@ def process_batch(
     force: bool = False,
     guard: Guard | None = None,
     raise_transient: bool = False,
+    in_flight: int = 1,
 ) -> list[VideoOutcome]:
-    """One batch, one video after another (models stay loaded in this process). With
-    ``raise_transient`` a batch that hit transient errors raises ``TransientBatchError`` at the
-    end so the caller can retry it."""
-    outcomes = [process_video(v, out_dir, config, root, force, guard) for v in videos]
+    """One batch in this process (models loaded once), ``in_flight`` videos at a time, outcomes
+    in the batch's order. With ``raise_transient`` a batch that hit transient errors raises
+    ``TransientBatchError`` at the end so the caller can retry it."""
+
+    def one(video: str | os.PathLike) -> VideoOutcome:
+        return process_video(video, out_dir, config, root, force, guard)
+
+    if in_flight > 1 and len(videos) > 1:
+        with ThreadPoolExecutor(min(in_flight, len(videos)), thread_name_prefix="mmpipe-video") as pool:
+            outcomes = list(pool.map(one, videos))
+    else:
+        outcomes = [one(v) for v in videos]
     if raise_transient and any(o.failure is not None and o.failure.transient for o in outcomes):
         raise TransientBatchError(outcomes)
     return outcomes
@@ -221,6 +235,7 @@ class Batch:
     force: bool = False
     number: int = 1
     of: int = 1
+    in_flight: int = 1  # videos extracted at once (see IN_FLIGHT)
 
     @property
     def label(self) -> str:
@@ -229,7 +244,7 @@ class Batch:
 
     def run(self, guard: Guard | None = None, raise_transient: bool = False) -> list[VideoOutcome]:
         return process_batch(self.videos, self.out_dir, ExtractConfig.from_dict(self.config), self.root,
-                             self.force, guard, raise_transient)
+                             self.force, guard, raise_transient, self.in_flight)
 
 
 # How batches are run: given them in order, yield each with its outcomes as it finishes. The
@@ -254,13 +269,16 @@ def backfill(
     batch_size: int | None = None,
     run_batches: BatchRunner = run_here,
     runner: str = "in-process",
+    in_flight: int = IN_FLIGHT,
 ) -> BackfillReport:
     """Extract every video under ``input_dir`` that has no current output in ``out_dir``.
 
     The one backfill: discovery, refused shared outputs, batches sized for ``workers``, the
-    report and the failures log live here; ``run_batches`` decides where batches run. Failures
-    are recorded, never raised.
+    report and the failures log live here; ``run_batches`` decides where batches run (each
+    extracting ``in_flight`` videos at a time). Failures are recorded, never raised.
     """
+    if in_flight < 1:
+        raise InputError(f"in_flight must be at least 1, got {in_flight}")
     t0 = time.perf_counter()
     config = resolve_config(config)
     videos = discover_videos(input_dir, patterns, exclude=[out_dir])
@@ -269,7 +287,7 @@ def backfill(
     videos, clashing = claim_outputs(videos, out_dir, input_dir)
     groups = make_batches([str(v) for v in videos], batch_size or plan_batch_size(len(videos), workers))
     batches = [
-        Batch(tuple(g), str(out_dir), config.to_dict(), str(input_dir), force, n, len(groups))
+        Batch(tuple(g), str(out_dir), config.to_dict(), str(input_dir), force, n, len(groups), in_flight)
         for n, g in enumerate(groups, 1)
     ]
     report = BackfillReport(str(input_dir), str(out_dir), workers=max(1, workers), runner=runner, outcomes=clashing)

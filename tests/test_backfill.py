@@ -132,3 +132,28 @@ def test_direct_backfill_extracts_records_failures_and_skips_on_rerun(tmp_path):
     assert again.counts() == {"videos": 4, "done": 0, "skipped": 3, "elsewhere": 0, "failed": 1}
     assert {p: p.stat().st_mtime_ns for p in store_files(out)} == mtimes
     assert json.loads((out / FAILURES_LOG).read_text())["skipped"] == 3
+
+
+@pytest.mark.slow
+def test_videos_in_flight_give_the_same_files_as_one_at_a_time(tmp_path):
+    """Two videos extracted at once in one process (speech of one beside the faces of the
+    other): every column and the metadata of every file are those of a one-at-a-time run, and
+    the report lists the videos in the same order."""
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    for name in ("WDA_KatieHill_000.mp4", "retalking_face_5.mp4", "desk_woman_stockmarket_9s.mp4"):
+        shutil.copyfile(VIDEOS / name, clips / name)  # no transcripts: recognised words
+    one = backfill(clips, tmp_path / "one", FAST, in_flight=1)
+    two = backfill(clips, tmp_path / "two", FAST, in_flight=2, batch_size=3)
+    assert one.counts()["done"] == two.counts()["done"] == 3
+    assert [o.video for o in one.outcomes] == [o.video for o in two.outcomes]
+    for name in outputs(tmp_path / "one"):
+        a, b = pq.read_table(tmp_path / "one" / name), pq.read_table(tmp_path / "two" / name)
+        for column in a.column_names:
+            assert a.column(column).equals(b.column(column)), (name, column)
+        assert a.schema.metadata == b.schema.metadata
+
+
+def test_in_flight_must_be_positive(tmp_path):
+    with pytest.raises(InputError, match="in_flight must be at least 1"):
+        backfill(tmp_path, tmp_path / "out", FAST, in_flight=0)

@@ -17,7 +17,7 @@ from core.files import MIN_FREE_BYTES, writable_folder
 from flows.cli.options import add_config_args, config_from_args
 from flows.environment import DASHBOARD_ENV, prepare_prefect
 from flows.lifetime import owned_processes
-from pipeline.backfill import check_input_dir
+from pipeline.backfill import IN_FLIGHT, check_input_dir
 from pipeline.outcomes import FAILURES_LOG, Failure, format_failures
 
 
@@ -33,6 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--pattern", action="append", dest="patterns", metavar="GLOB",
                    help="only files matching GLOB (repeatable; *.mp4 matches at any depth, a/*/b.mov relative to DIR)")
     p.add_argument("--workers", type=int, default=1, help="parallel extraction workers (default 1)")
+    p.add_argument("--in-flight", type=int, default=IN_FLIGHT, metavar="N",
+                   help=f"videos each worker extracts at once (default {IN_FLIGHT}: one's speech is recognised "
+                   "while another's faces are tracked; 1 halves the memory)")
     p.add_argument("--dask", nargs="?", const="local", default=None, metavar="ADDRESS",
                    help="run on Dask: a local cluster of --workers processes, or the scheduler at ADDRESS "
                    "(tcp://host:8786); put it after DIR or write --dask=ADDRESS")
@@ -52,6 +55,8 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     writable_folder(args.out, MIN_FREE_BYTES)
     if args.workers < 1:
         raise InputError("--workers must be at least 1")
+    if args.in_flight < 1:
+        raise InputError("--in-flight must be at least 1")
     config = config_from_args(args)
     prepare_prefect(args.quiet)
     if args.dask_dashboard:
@@ -63,6 +68,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         result = backfill_flow(
             input_dir=args.input_dir, out_dir=args.out, patterns=args.patterns, config=config.to_dict(),
             workers=args.workers, dask=args.dask, force=args.force, batch_size=args.batch_size,
+            in_flight=args.in_flight,
         )
     if args.json:
         print(json.dumps(result, indent=2))
