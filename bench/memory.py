@@ -1,6 +1,6 @@
 """Peak memory and time of ``mmpipe extract`` on 1, 10 and 60 minutes of talking-head video.
 
-    python bench/memory.py [--minutes 1 10 60] [--face-fps 15] [--asr-model base]
+    python bench/memory.py [--minutes 1 10 60] [--face-fps 15] [--asr-model auto]
                            [--reference DIR [--reference-minutes 1 10]]
 
 Each clip is real speech (radio addresses, Harvard sentences, JFK, a telephone conversation,
@@ -9,7 +9,7 @@ telephone prompts) joined with short pauses in a shuffled order, laid over a rea
 once into ``~/.cache/mmpipe/bench`` (``MMPIPE_CACHE``), so reruns only measure.
 
 Every extraction runs ``python -m flows.cli extract`` in a fresh process with the default
-settings (Whisper base, no transcript); the peak resident memory of that process and all its
+settings (Whisper tiny.en for English speech, no transcript); the peak resident memory of that process and all its
 children is sampled every 50 ms with psutil. The goals are ratios: peak(60) / peak(1) and
 time(60) / (60 * time(1)). ``--reference DIR`` measures another checkout of mmpipe the same way
 (``git worktree add /tmp/before COMMIT``) for rows to compare with.
@@ -191,7 +191,7 @@ def save_timeline(run: Run, label: str) -> Path:
 def print_table(runs: list[tuple[str, Run]], face_fps: float, asr_model: str | None) -> None:
     print(f"\nmmpipe extract memory benchmark — {time.strftime('%Y-%m-%d')}, {platform.node()}, "
           f"{os.cpu_count()} CPU cores, {psutil.virtual_memory().total / 2**30:.0f} GiB")
-    print(f"settings: defaults (Whisper {asr_model or 'base'}, no transcript), faces at {face_fps:g} fps; "
+    print(f"settings: defaults (Whisper {asr_model or 'auto: tiny.en for English'}, no transcript), faces at {face_fps:g} fps; "
           "one fresh process per clip\n")
     print("| code | minutes | words | peak RSS (MB) | wall s | s per media minute | CPU s per media minute |")
     print("|---|---|---|---|---|---|---|")
@@ -212,7 +212,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, nargs="+", default=[1, 10, 60])
     parser.add_argument("--face-fps", type=float, default=15.0)
-    parser.add_argument("--asr-model", default=None, help="default: the extraction default (base)")
+    parser.add_argument("--asr-model", default=None, help="default: the extraction default (auto: tiny.en for English)")
     parser.add_argument("--build-only", action="store_true", help="build the clips and stop")
     parser.add_argument("--reference", type=Path,
                         help="another checkout (e.g. `git worktree add /tmp/before COMMIT`) measured the same way")

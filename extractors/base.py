@@ -62,6 +62,7 @@ class Extractor(ABC):
     needs_words: ClassVar[bool] = False  # word extractors wait for the words stage
     name: str  # stored in the Parquet metadata, e.g. "librosa-acoustic"
     version: str = "1"  # changes when the features change meaning (model digests included)
+    device: str = "cpu"  # where it computes ("cuda" for a model on a GPU): recorded in the summary
     # The warning recorded when a clip has none of this modality at all (e.g. no face in view).
     absent_warning: ClassVar[str | None] = None
 

@@ -304,6 +304,11 @@ class TransformerTextExtractor(WordExtractor):
         if self._max_len - self._hf.tokenizer.num_special_tokens_to_add(pair=False) < 1:
             raise ModelError(f"text.max_tokens={cfg.max_tokens} leaves no room for words", str(folder))
         self.batch_tokens = self.batch_tokens_by_device.get(self._hf.device, self.default_batch_tokens)
+        self.device = self._hf.device
+        # One video's words at a time: a fast tokenizer's padding and truncation settings are
+        # state of the shared tokenizer, and a second thread changing them mid-call fails
+        # ("Already borrowed") when a backfill works on two videos at once.
+        self._busy = threading.Lock()
         label = _BUNDLED_NAME if folder == _bundled_or_none() else folder.name
         self.name = f"hf:{label}"
         self.version = f"{ALGORITHM_VERSION}+{self._hf.identity}"
@@ -328,7 +333,8 @@ class TransformerTextExtractor(WordExtractor):
     def extract(self, clip: Clip, progress: Progress | None = None) -> WordFeatures:
         """(n_words, D) float32 vectors, flagged where a word was encoded as the unknown token."""
         words = [[w.text for w in u.words] for u in clip.utterances]
-        values, imputed = self.encode_words(words, lambda done, total: report(progress, self.modality, done, total))
+        with self._busy:
+            values, imputed = self.encode_words(words, lambda done, total: report(progress, self.modality, done, total))
         return WordFeatures(values, imputed)
 
     def encode_words(

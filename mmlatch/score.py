@@ -300,7 +300,7 @@ def score_videos(
             result = _extract_one(video, features_dir, config, transcript, progress_for, force)
             outcome.features = result.output
             outcome.extraction = {"cached": result.skipped, **{
-                k: result.summary[k] for k in ("stages_s", "total_s", "duration_s") if k in result.summary}}
+                k: result.summary[k] for k in ("stages_s", "total_s", "duration_s", "devices") if k in result.summary}}
             problems = loaded.schema.differences(read_metadata(result.output).schema)
             if problems:  # the same for every video of the run: stop now, not after the last one
                 raise ModelError(

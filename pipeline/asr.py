@@ -95,13 +95,47 @@ class Recogniser(Protocol):
 # --------------------------------------------------------------------------------------------
 # Backends
 
-def _load_whisper(path: Path, compute_type: str):
+def whisper_model_for(cfg: WordsConfig) -> str:
+    """The Whisper model a ``words.asr_model`` setting stands for: "auto" is the English-only
+    tiny.en when the speech is set to be English, base (multilingual) otherwise."""
+    if cfg.asr_model != "auto":
+        return cfg.asr_model
+    return "tiny.en" if cfg.language == "en" else "base"
+
+
+def whisper_device(device: str) -> tuple[str, int]:
+    """(CTranslate2 device, index) for a ``words.device`` setting; "auto" takes the first CUDA GPU
+    CTranslate2 can use (its CUDA build and libraries present), else the CPU."""
+    import ctranslate2  # deferred with faster-whisper: the Whisper backend only
+
+    if device == "cpu" or (device == "auto" and ctranslate2.get_cuda_device_count() == 0):
+        return "cpu", 0
+    index = int(device.partition(":")[2] or 0)
+    if index >= ctranslate2.get_cuda_device_count():
+        raise ModelError(f"words.device={device}: no such CUDA device for CTranslate2 (is a GPU visible? "
+                         "see the README on GPUs)")
+    # CTranslate2 opens cuBLAS and cuDNN by name; torch's CUDA build loads the nvidia-* wheels'
+    # copies when imported, so they are found without LD_LIBRARY_PATH.
+    import torch  # noqa: F401
+
+    return "cuda", index
+
+
+def whisper_compute_type(compute_type: str, device: str) -> str:
+    """int8 on the CPU (fastest there, WER unchanged on the project's sets), float16 on a GPU."""
+    if compute_type != "auto":
+        return compute_type
+    return "float16" if device == "cuda" else "int8"
+
+
+def _load_whisper(path: Path, device: str, index: int, compute_type: str):
     from faster_whisper import WhisperModel  # deferred: 0.7 s to import, Whisper backend only
 
     try:
         return WhisperModel(
             str(path),
-            device="cpu",
+            device=device,
+            device_index=index,
             compute_type=compute_type,
             cpu_threads=max(1, min(4, os.cpu_count() or 1)),
             local_files_only=True,
@@ -123,21 +157,33 @@ class WhisperRecogniser:
 
     def __init__(self, cfg: WordsConfig | None = None, cache: Path | None = None):
         self.cfg = cfg or WordsConfig()
-        self.weights = resolve_whisper(self.cfg.asr_model, cache)
+        self.weights = resolve_whisper(whisper_model_for(self.cfg), cache)
         self.block_s = WHISPER_BLOCK_S
+        self._device, self._index = whisper_device(self.cfg.device)
+        self.compute_type = whisper_compute_type(self.cfg.compute_type, self._device)
+
+    @property
+    def device(self) -> str:
+        """Where and how it runs, for the file's summary: "cpu:int8", "cuda:0:float16"."""
+        where = "cpu" if self._device == "cpu" else f"cuda:{self._index}"
+        return f"{where}:{self.compute_type}"
+
+    def _cached_model(self, path: Path):
+        key = ("whisper", str(path), self._device, self._index, self.compute_type)
+        return cached(key, lambda: _load_whisper(path, self._device, self._index, self.compute_type))
 
     @property
     def model(self):
         """The loaded faster-whisper model, shared by every recogniser using the same weights."""
-        return cached(("whisper", str(self.weights.path), self.cfg.compute_type), self._load)
-
-    def _load(self):
-        return _load_whisper(self.weights.path, self.cfg.compute_type)
+        return self._cached_model(self.weights.path)
 
     def describe(self) -> str:
         c = self.cfg
+        # The kind of device and the arithmetic are part of the identity: CPU int8 and GPU
+        # float16 can hear a word differently (which card of a kind is not).
         return (
-            f"whisper:{self.weights.label}@{self.weights.sha256[:16]}:{c.compute_type}:lang={c.language}"
+            f"whisper:{self.weights.label}@{self.weights.sha256[:16]}:{self._device}-{self.compute_type}"
+            f":lang={c.language}"
             f":beam={c.beam_size}:vad={int(c.vad_filter)}:nsp={c.no_speech_threshold}"
         )
 
@@ -146,9 +192,7 @@ class WhisperRecogniser:
         English-only model (tiny.en cannot tell languages apart)."""
         if self.model.model.is_multilingual:
             return self.model
-        base = resolve_whisper("base")
-        return cached(("whisper", str(base.path), self.cfg.compute_type),
-                             lambda: _load_whisper(base.path, self.cfg.compute_type))
+        return self._cached_model(resolve_whisper("base").path)
 
     def heard_language(self, samples: np.ndarray) -> tuple[str, float]:
         """(language code, probability) of the speech in the first two minutes."""

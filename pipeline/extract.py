@@ -237,6 +237,7 @@ def _extract(
     language = {"expected": config.words.language, "transcribed": None, "probability": None}
     features: dict[str, WordFeatures] = {}
     coverage: dict[str, float] = {}
+    devices = {"words": "cpu"}
     try:
         t0 = time.perf_counter()
         if silent and script is not None:
@@ -250,6 +251,7 @@ def _extract(
             except NoSpeechError as err:
                 raise NoSpeechError("no speech found in the audio", str(video)) from err
             utterances = found.utterances
+            devices["words"] = found.device
             warnings += found.warnings + _text_model_warnings(found, config)
             language.update(transcribed=found.language, probability=found.language_probability)
         report(progress, "words", 1, 1)
@@ -258,6 +260,7 @@ def _extract(
         all_words = clip.words
         for modality, future in started.items():
             ex, track, seconds = future.result()
+            devices[modality] = ex.device
             t0 = time.perf_counter()
             if track is None:  # a word extractor: its turn now
                 features[modality] = ex.extract(clip, progress)
@@ -281,6 +284,7 @@ def _extract(
         "duration_s": round(float(info.duration or (audio.duration if audio else 0.0)), 3),
         "words_imputed": {m: int(features[m].imputed.sum()) for m in MODALITIES},
         "language": language,
+        "devices": devices,
         "warnings": warnings,
     }
     meta = StoreMetadata(
@@ -290,6 +294,9 @@ def _extract(
             "path": str(video.resolve()),
             "sha256": sha,
             "feature_key": key,
+            # what made the words: the transcript's hash, or the recogniser (model, weights'
+            # hash, device kind and arithmetic, decoding settings) and the aligner
+            "words_stage": words_stage_id(config.words, script),
             "duration_s": summary["duration_s"],
             "transcript": str(transcript_path) if transcript_path else None,
         },

