@@ -291,6 +291,7 @@ class FacialExtractor(FrameExtractor):
         pending: deque[tuple[float, Future]] = deque()
         scout_every = max(1, int(round(self.config.scout_every_s * self.config.fps)))
         multi = False
+        following = 1  # faces the current landmarkers follow
 
         def collect_oldest() -> None:
             t, future = pending.popleft()
@@ -309,14 +310,20 @@ class FacialExtractor(FrameExtractor):
             for i, (t, rgb) in enumerate(clip.frames(self.config.fps, self.config.max_width)):
                 stamp = max(int(round(t * 1000.0)), last_ms + 1)  # VIDEO mode needs strictly increasing ms
                 last_ms = stamp
-                if scout is not None and i % scout_every == 0 and self._count_faces(scout, rgb) > 1:
-                    multi, first_frame = True, i
-                    scout.close()
-                    scout = None
-                    # Earlier frames stay with their landmarkers; the new ones start fresh here.
-                    old, landmarkers = landmarkers, [self._create(self.config.max_faces) for _ in range(n_streams)]
-                    for k, landmarker in enumerate(old):
-                        workers[k].submit(landmarker.close)
+                if scout is not None and i % scout_every == 0:
+                    seen = min(self._count_faces(scout, rgb), self.config.max_faces)
+                    if seen > following:
+                        # Landmarkers follow as many faces as were seen, not the most allowed:
+                        # while it tracks fewer than it may, MediaPipe searches every frame
+                        # anew and the landmarks of the faces it has get noisier.
+                        multi, first_frame, following = True, i, seen
+                        if following == self.config.max_faces:
+                            scout.close()
+                            scout = None
+                        # Earlier frames stay with their landmarkers; the new ones start fresh here.
+                        old, landmarkers = landmarkers, [self._create(following) for _ in range(n_streams)]
+                        for k, landmarker in enumerate(old):
+                            workers[k].submit(landmarker.close)
                 k = (i - first_frame) % n_streams
                 job = workers[k].submit(self._detect, landmarkers[k], rgb, stamp, t, clip.path, i - first_frame < n_streams)
                 pending.append((t, job))

@@ -77,27 +77,11 @@ def mux(
         for packet in vs.encode():
             dst.mux(packet)
         if samples is not None:
-            rate = astream.rate
-            if rate != sample_rate:
-                idx = np.arange(int(len(samples) * rate / sample_rate)) * sample_rate / rate
-                samples = np.interp(idx, np.arange(len(samples)), samples).astype(np.float32)
-            frame_size = astream.codec_context.frame_size or 1024
-            pts = 0
-            for start in range(0, len(samples), frame_size):
-                chunk = samples[start : start + frame_size]
-                if len(chunk) < frame_size:
-                    chunk = np.pad(chunk, (0, frame_size - len(chunk)))
-                af = av.AudioFrame.from_ndarray(chunk.reshape(1, -1), format="flt", layout="mono")
-                af.sample_rate, af.pts = rate, pts
-                pts += frame_size
-                for packet in astream.encode(af):
-                    dst.mux(packet)
-            for packet in astream.encode():
-                dst.mux(packet)
+            _write_audio(dst, astream, samples, sample_rate)
     return Path(out)
 
 
-def _frames_at(video: str | Path, fps: float, seconds: float, height: int) -> list[np.ndarray]:
+def frames_at(video: str | Path, fps: float, seconds: float, height: int) -> list[np.ndarray]:
     """The frame of ``video`` shown at each instant k / fps (k < seconds * fps), scaled to ``height``."""
     import cv2
 
@@ -114,36 +98,64 @@ def _frames_at(video: str | Path, fps: float, seconds: float, height: int) -> li
 
 
 def side_by_side(
-    left: str | Path, right: str | Path, audio: str | Path | np.ndarray | None, out: str | Path,
+    left: str | Path | list[np.ndarray], right: str | Path | list[np.ndarray],
+    audio: str | Path | np.ndarray | None, out: str | Path,
     seconds: float | None = None, height: int = 512, fps: float = 25.0, sample_rate: int = 16000,
 ) -> Path:
     """A two-shot: two real face videos scaled to ``height`` and put side by side (left | right),
     frame for frame in time, with ``audio`` (a file, samples, or None) as the soundtrack. Lasts
-    as long as the shorter video unless ``seconds`` says otherwise."""
+    as long as the shorter video unless ``seconds`` says otherwise. A side may also be frames
+    already taken with ``frames_at`` (decoded once for several clips), or a blank of the other
+    side's size (``blank(frames)``)."""
     if seconds is None:
-        seconds = min(_duration(left), _duration(right))
-    a, b = _frames_at(left, fps, seconds, height), _frames_at(right, fps, seconds, height)
-    frames = [np.hstack([x, y]) for x, y in zip(a, b)]
-    tmp = Path(out).with_suffix(".frames.mp4")
-    with av.open(str(tmp), "w") as dst:
+        seconds = min(_duration(v) for v in (left, right) if not isinstance(v, list))
+    a = left if isinstance(left, list) else frames_at(left, fps, seconds, height)
+    b = right if isinstance(right, list) else frames_at(right, fps, seconds, height)
+    n = min(len(a), len(b), int(round(seconds * fps)))
+    h, w = a[0].shape[0], a[0].shape[1] + b[0].shape[1]
+    with av.open(str(out), "w") as dst:
         vs = dst.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
-        h, w = frames[0].shape[:2]
         vs.width, vs.height, vs.pix_fmt = w - w % 2, h - h % 2, "yuv420p"
-        vs.options = {"crf": "18"}
-        for img in frames:
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img[: vs.height, : vs.width]), format="rgb24")
-            for packet in vs.encode(frame):
+        vs.options = {"crf": "18", "preset": "veryfast"}
+        astream = None
+        if audio is not None:
+            astream = dst.add_stream("aac", rate=sample_rate)
+            astream.layout = "mono"
+        for k in range(n):
+            img = np.hstack([a[k], b[k]])[: vs.height, : vs.width]
+            for packet in vs.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")):
                 dst.mux(packet)
         for packet in vs.encode():
             dst.mux(packet)
-    if audio is None:
-        tmp.replace(out)
-        return Path(out)
-    samples = audio if isinstance(audio, np.ndarray) else load_audio(audio, sample_rate)
-    samples = samples[: int(seconds * sample_rate)]
-    mux(tmp, samples, out, seconds=seconds, sample_rate=sample_rate)
-    tmp.unlink()
+        if astream is not None:
+            samples = audio if isinstance(audio, np.ndarray) else load_audio(audio, sample_rate)
+            _write_audio(dst, astream, samples[: int(n / fps * sample_rate)], sample_rate)
     return Path(out)
+
+
+def blank(frames: list[np.ndarray], level: int = 60) -> list[np.ndarray]:
+    """Flat grey frames of the same size: an empty half of a two-shot."""
+    return [np.full_like(frames[0], level)] * len(frames)
+
+
+def _write_audio(dst, astream, samples: np.ndarray, sample_rate: int) -> None:
+    rate = astream.rate
+    if rate != sample_rate:
+        idx = np.arange(int(len(samples) * rate / sample_rate)) * sample_rate / rate
+        samples = np.interp(idx, np.arange(len(samples)), samples).astype(np.float32)
+    frame_size = astream.codec_context.frame_size or 1024
+    pts = 0
+    for start in range(0, len(samples), frame_size):
+        chunk = samples[start : start + frame_size]
+        if len(chunk) < frame_size:
+            chunk = np.pad(chunk, (0, frame_size - len(chunk)))
+        af = av.AudioFrame.from_ndarray(chunk.reshape(1, -1).astype(np.float32), format="flt", layout="mono")
+        af.sample_rate, af.pts = rate, pts
+        pts += frame_size
+        for packet in astream.encode(af):
+            dst.mux(packet)
+    for packet in astream.encode():
+        dst.mux(packet)
 
 
 def _duration(video: str | Path) -> float:
