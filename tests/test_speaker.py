@@ -4,8 +4,10 @@ talking heads, where each word's face features must be the speaker's, never the 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 
 from core.config import FacialConfig
@@ -13,6 +15,7 @@ from core.records import Audio, FaceTracks, FrameFeatures, Utterance, Word
 from extractors.face_tracks import MAX_GAP_S, assign_identities, iou, landmark_box
 from extractors.facial import FacialExtractor
 from pipeline import media
+from pipeline.extract import extract_video
 from pipeline.pooling import pool_to_words
 from pipeline.signal import FRAME_S, frame_energy_db, speech_frames, to_pcm16
 from pipeline.speaker import (
@@ -174,6 +177,7 @@ def speech_words(audio: Audio, piece_s: float = 0.25, pause_s: float = 0.35) -> 
 
 @dataclass
 class Shot:
+    path: Path
     track: FrameFeatures
     audio: Audio | None
 
@@ -203,7 +207,7 @@ def shots(tmp_path_factory, extractor) -> dict[str, Shot]:
         path = side_by_side(left, right, audio, folder / f"{name}.mp4", seconds=seconds, height=HEIGHT, fps=FPS)
         info = media.probe(path)
         clip = media.video_clip(path, info, media.decode_audio(path, 16000) if audio is not None else None)
-        out[name] = Shot(extractor.extract(clip), clip.audio)
+        out[name] = Shot(path, extractor.extract(clip), clip.audio)
     return out
 
 
@@ -288,3 +292,25 @@ def test_single_face_clips_give_the_same_features_as_one_face_tracking(extractor
     assert searched.values.tobytes() == plain.values.tobytes()
     np.testing.assert_array_equal(searched.present, plain.present)
     np.testing.assert_array_equal(searched.times, plain.times)
+
+
+@pytest.mark.slow
+def test_extraction_records_the_speakers_face_per_word(shots, tmp_path):
+    """``extract_video`` on a two-shot (Whisper's words): the Parquet rows say whose face each
+    word shows, and the summary accounts for the faces and the choice."""
+    result = extract_video(shots["AB_says_B"].path, tmp_path)
+    faces = result.summary["faces"]
+    assert faces["speaker_selection"] is True and faces["max_in_frame"] == 2
+    assert sorted(faces["tracks"]) == ["0", "1"]
+    table = pq.read_table(result.output).to_pydict()
+    n = len(table["word"])
+    assert n >= 8
+    track = np.array(table["face_track"])
+    right = int(np.argmax([faces["tracks"][k]["box"][0] for k in ("0", "1")]))  # B is on the right
+    assert np.mean(track == right) >= 0.8
+    assert (np.array(table["faces_in_frame"]) == 2).all()
+    conf = np.array(table["speaker_confidence"])
+    assert ((conf >= 0) & (conf <= 1)).all()
+    boxes = np.array(table["face_box"])
+    assert (0.5 * (boxes[track == right, 0] + boxes[track == right, 2]) > 0.5).all()
+    assert faces["tracks"][str(right)]["words"] == int((track == right).sum())
