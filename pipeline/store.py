@@ -147,6 +147,7 @@ class VideoFeatures:
     # None for files without a face record (imported features, files from older versions).
     face_tracks: list[np.ndarray] | None = None
     face_boxes: list[np.ndarray] | None = None
+    face_confidence: list[np.ndarray] | None = None
 
     @property
     def utterance_spans(self) -> list[tuple[float, float]]:
@@ -176,14 +177,16 @@ def read_video(path: str | os.PathLike) -> VideoFeatures:
     start_col = table.column("start").to_numpy()
     end_col = table.column("end").to_numpy()
     video_ids = table.column("video_id").to_pylist()
-    face_tracks = face_boxes = None
+    face_tracks = face_boxes = face_confidence = None
     if "face_track" in table.column_names and table.column("face_track").null_count < table.num_rows:
         track_col = table.column("face_track").fill_null(-1).to_numpy()
+        conf_col = table.column("speaker_confidence").fill_null(0.0).to_numpy()
         box_col = table.column("face_box").combine_chunks()
         box_col = np.nan_to_num(box_col.flatten().to_numpy(zero_copy_only=False).astype(np.float32)).reshape(-1, 4) \
             if box_col.null_count == 0 else np.zeros((table.num_rows, 4), np.float32)
         face_tracks = [track_col[s : s + n] for s, n in zip(starts_idx, lengths)]
         face_boxes = [box_col[s : s + n] for s, n in zip(starts_idx, lengths)]
+        face_confidence = [conf_col[s : s + n] for s, n in zip(starts_idx, lengths)]
     return VideoFeatures(
         video_id=video_ids[0] if video_ids else meta.video.get("video_id", Path(path).stem),
         meta=meta,
@@ -196,6 +199,7 @@ def read_video(path: str | os.PathLike) -> VideoFeatures:
         ends=[end_col[s : s + n] for s, n in zip(starts_idx, lengths)],
         face_tracks=face_tracks,
         face_boxes=face_boxes,
+        face_confidence=face_confidence,
     )
 
 
