@@ -2,12 +2,19 @@
 
 With several faces in the picture (interviews, panels, two-shots), the vision features of a word
 must describe the person saying it, not whoever the landmarker happened to follow. The cue is
-the classic audio-visual one: a speaker's jaw opens and closes with the loudness of the speech,
-a listener's does not (even when the listener is talking to someone else, off the soundtrack).
+the classic audio-visual one: a speaker's mouth moves with the syllables of the speech, a
+listener's does not (even when the listener is talking to someone else, off the soundtrack).
 
-- For every word and face, ``sync`` is the correlation between the face's ``jawOpen`` and the
-  speech loudness (dB, per sampled frame) over ``speaker_window_s`` seconds either side of the
-  word's middle, counted only where the face was in the picture for at least half the window.
+- For every word and face, ``sync`` is the correlation between how much the face's mouth moves
+  (the summed frame-to-frame change of its jaw and mouth blendshapes) and how much the speech
+  loudness changes (dB, per sampled frame), both smoothed over three frames, within
+  ``speaker_window_s`` seconds either side of the word's middle; only where the face was in the
+  picture for at least half the window, and scaled down when the window holds under a second
+  of speech. Motion against change, not mouth opening against loudness: people open their
+  mouth to breathe in pauses and hold vowels open, so opening follows loudness only weakly (on
+  the shared talking heads, in 2-4 s windows, jawOpen against loudness told a face's own speech
+  from another talking face's hardly better than chance, AUC 0.52-0.59; motion against
+  loudness change reached AUC 0.74-0.88).
 - The choice is a best path over the words (Viterbi) among the faces and "nobody": a face scores
   its sync, nobody scores ``speaker_min_sync`` (so when no visible face moves with the speech,
   as in a voice-over or with an off-screen speaker, nobody wins), and changing the choice costs
@@ -32,11 +39,12 @@ import numpy as np
 from core.config import FacialConfig
 from core.records import Audio, FaceTracks, FrameFeatures, Utterance, WordFaces, WordFeatures
 from pipeline.pooling import impute_between, pool_to_words
-from pipeline.signal import FRAME_S, frame_energy_db, to_pcm16
+from pipeline.signal import FRAME_S, frame_energy_db, speech_frames, to_pcm16
 
 MOUTH_PREFIXES = ("bs_jaw", "bs_mouth")  # the blendshapes that move when a face articulates
 SMOOTH_FRAMES = 3  # motion and loudness change are averaged over this many sampled frames
 MIN_FRAMES = 6  # fewer frames of a face in a window say nothing about its sync
+MIN_SPEECH_S = 1.0  # a window with less speech than this counts for its share of it
 CONFIDENT_MARGIN = 0.3  # a margin of this much correlation is full confidence
 BETWEEN_UTTERANCES = 0.25  # share of the switch penalty paid at an utterance boundary
 NOBODY = -1
@@ -51,21 +59,27 @@ class SpeakerChoice:
     summary: dict
 
 
-def loudness(audio: Audio | None, times: np.ndarray, fps: float) -> np.ndarray:
-    """Speech loudness (dB full scale) around each frame time: the mean 10 ms frame energy over
-    the frame's own sampling interval, floored 50 dB under the loud parts so that digital
-    silence and room noise count as the same quiet."""
+def loudness(audio: Audio | None, times: np.ndarray, fps: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per frame time: speech loudness (dB full scale: the mean 10 ms frame energy over the
+    frame's own sampling interval, floored 50 dB under the loud parts so that digital silence
+    and room noise count as the same quiet) and the share of that interval that is speech
+    (``pipeline.signal.speech_frames``, the one definition of speech)."""
     if audio is None or len(times) == 0:
-        return np.zeros(len(times))
+        return np.zeros(len(times)), np.zeros(len(times))
     energy = frame_energy_db(to_pcm16(audio)).astype(np.float64)
     if energy.size == 0:
-        return np.zeros(len(times))
+        return np.zeros(len(times)), np.zeros(len(times))
+    speech = speech_frames(energy.astype(np.float32)).astype(np.float64)
     energy = np.maximum(energy, float(np.percentile(energy, 95)) - 50.0)
-    csum = np.r_[0.0, np.cumsum(energy)]
     half = 0.5 / fps
     lo = np.clip(np.floor((times - half) / FRAME_S).astype(np.int64), 0, energy.size - 1)
     hi = np.clip(np.ceil((times + half) / FRAME_S).astype(np.int64), lo + 1, energy.size)
-    return (csum[hi] - csum[lo]) / (hi - lo)
+
+    def mean(x: np.ndarray) -> np.ndarray:
+        csum = np.r_[0.0, np.cumsum(x)]
+        return (csum[hi] - csum[lo]) / (hi - lo)
+
+    return mean(energy), mean(speech)
 
 
 def smoothed(x: np.ndarray, valid: np.ndarray, width: int = SMOOTH_FRAMES) -> np.ndarray:
@@ -100,21 +114,27 @@ def pearson(x: np.ndarray, y: np.ndarray) -> float:
 
 def sync_scores(
     times: np.ndarray, motion: np.ndarray, valid: np.ndarray, change: np.ndarray,
-    mids: np.ndarray, window_s: float,
+    mids: np.ndarray, window_s: float, speech: np.ndarray | None = None,
 ) -> np.ndarray:
     """(n_words, n_faces) correlation of each face's mouth motion with the change of loudness
-    around each word (NaN where the face was seen in less than half the window's frames)."""
+    around each word (NaN where the face was seen in less than half the window's frames).
+
+    A window with little speech in it (a lone word at the end of a turn) says little about
+    whose mouth follows it, whatever the correlation: with ``speech`` (share of each frame that
+    is speech), scores are scaled down by the seconds of speech under ``MIN_SPEECH_S``."""
     out = np.full((len(mids), motion.shape[1]), np.nan)
     lo = np.searchsorted(times, mids - window_s, side="left")
     hi = np.searchsorted(times, mids + window_s, side="right")
+    period = float(np.median(np.diff(times))) if len(times) > 1 else 0.0
     for w, (a, b) in enumerate(zip(lo, hi)):
         if b - a < MIN_FRAMES:
             continue
+        weight = 1.0 if speech is None else min(1.0, float(speech[a:b].sum()) * period / MIN_SPEECH_S)
         for k in range(motion.shape[1]):
             seen = valid[a:b, k]
             n = int(seen.sum())
             if n >= MIN_FRAMES and n >= 0.5 * (b - a):
-                out[w, k] = pearson(motion[a:b, k][seen], change[a:b][seen])
+                out[w, k] = weight * pearson(motion[a:b, k][seen], change[a:b][seen])
     return out
 
 
@@ -226,9 +246,9 @@ def speaker_features(
         present = np.zeros(len(times), bool)
         present[faces.frame[mine]] = True
         motion[:, j], valid[:, j] = articulation(mouth, present)
-    change = sound_change(loudness(audio, times, config.fps))
+    loud, speech = loudness(audio, times, config.fps)
     order = np.argsort(mids, kind="stable")
-    scores = sync_scores(times, motion, valid, change, mids[order], config.speaker_window_s)
+    scores = sync_scores(times, motion, valid, sound_change(loud), mids[order], config.speaker_window_s, speech)
     path, conf = choose_speakers(scores, utterance[order], config.speaker_min_sync, config.speaker_switch_penalty)
     column = np.full(n, NOBODY, np.int64)
     column[order] = path

@@ -12,6 +12,9 @@ from pathlib import Path
 import av
 import numpy as np
 
+from core.records import Audio, Utterance, Word
+from pipeline.signal import FRAME_S, frame_energy_db, speech_frames, to_pcm16
+
 # A film review in German, for the spoken-language checks (espeak-ng's German voice).
 GERMAN = ("Guten Tag. Heute möchte ich über den Film sprechen, den wir gestern im Kino gesehen haben. "
           "Er war wirklich großartig und die Schauspieler waren hervorragend.")
@@ -161,3 +164,25 @@ def _write_audio(dst, astream, samples: np.ndarray, sample_rate: int) -> None:
 def _duration(video: str | Path) -> float:
     with av.open(str(video)) as src:
         return float(src.duration / 1e6) if src.duration else float(src.streams.video[0].duration * src.streams.video[0].time_base)
+
+
+def speech_words(audio: Audio, piece_s: float = 0.25, pause_s: float = 0.35) -> list[Utterance]:
+    """Word-sized pieces of the speech stretches of ``audio`` (the speaker choice never reads the
+    text, only the times), with utterances split at pauses longer than ``pause_s``."""
+    speech = speech_frames(frame_energy_db(to_pcm16(audio)))
+    edges = np.flatnonzero(np.diff(np.r_[0, speech.astype(int), 0]))
+    utterances: list[Utterance] = []
+    current: list[Word] = []
+    last_end = None
+    for a, b in zip(edges[::2] * FRAME_S, edges[1::2] * FRAME_S):
+        if b - a < 0.1:
+            continue
+        if last_end is not None and a - last_end > pause_s and current:
+            utterances.append(Utterance(len(utterances), tuple(current)))
+            current = []
+        n = max(1, int(round((b - a) / piece_s)))
+        current += [Word("w", a + (b - a) * k / n, a + (b - a) * (k + 1) / n) for k in range(n)]
+        last_end = b
+    if current:
+        utterances.append(Utterance(len(utterances), tuple(current)))
+    return utterances

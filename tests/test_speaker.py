@@ -17,7 +17,6 @@ from extractors.facial import FacialExtractor
 from pipeline import media
 from pipeline.extract import extract_video
 from pipeline.pooling import pool_to_words
-from pipeline.signal import FRAME_S, frame_energy_db, speech_frames, to_pcm16
 from pipeline.speaker import (
     NOBODY,
     articulation,
@@ -28,7 +27,7 @@ from pipeline.speaker import (
     sync_scores,
 )
 from tests.conftest import SPEECH, VIDEOS
-from tests.media_fixtures import blank, frames_at, load_audio, side_by_side
+from tests.media_fixtures import blank, frames_at, load_audio, side_by_side, speech_words
 
 # ----------------------------------------------------------------------------- identities
 
@@ -151,28 +150,6 @@ def test_a_single_face_track_is_pooled_exactly_as_before():
 
 A, B = "WDA_KatieHill_000.mp4", "retalking_face_1.mp4"  # two real talking heads with their own speech
 FPS, HEIGHT = 25.0, 512
-
-
-def speech_words(audio: Audio, piece_s: float = 0.25, pause_s: float = 0.35) -> list[Utterance]:
-    """Word-sized pieces of the speech stretches of ``audio`` (the speaker choice never reads the
-    text, only the times), with utterances split at pauses longer than ``pause_s``."""
-    speech = speech_frames(frame_energy_db(to_pcm16(audio)))
-    edges = np.flatnonzero(np.diff(np.r_[0, speech.astype(int), 0]))
-    utterances: list[Utterance] = []
-    current: list[Word] = []
-    last_end = None
-    for a, b in zip(edges[::2] * FRAME_S, edges[1::2] * FRAME_S):
-        if b - a < 0.1:
-            continue
-        if last_end is not None and a - last_end > pause_s and current:
-            utterances.append(Utterance(len(utterances), tuple(current)))
-            current = []
-        n = max(1, int(round((b - a) / piece_s)))
-        current += [Word("w", a + (b - a) * k / n, a + (b - a) * (k + 1) / n) for k in range(n)]
-        last_end = b
-    if current:
-        utterances.append(Utterance(len(utterances), tuple(current)))
-    return utterances
 
 
 @dataclass
