@@ -128,7 +128,7 @@ class FacialConfig:
     # loudness changes, over this many seconds either side of a word; a face speaks when that
     # correlation beats ``speaker_min_sync`` (else no visible face speaks: voice-over). Changing
     # faces costs ``speaker_switch_penalty`` (in correlation units) inside an utterance and a
-    # quarter of that between utterances, so the choice does not flicker.
+    # half of that between utterances, so the choice does not flicker.
     speaker_window_s: float = 2.0
     speaker_min_sync: float = 0.1
     speaker_switch_penalty: float = 1.0

@@ -84,7 +84,7 @@ def test_smoothing_counts_only_valid_frames():
 def test_articulation_is_unknown_where_the_face_was_missing_the_frame_before():
     mouth = np.array([[0.0, 0.0], [0.5, 0.1], [0.5, 0.1], [0.0, 0.0], [0.2, 0.0]])
     present = np.array([True, True, True, False, True])
-    motion, valid = articulation(mouth, present)
+    motion, valid = articulation(mouth, present, 3)
     assert valid.tolist() == [False, True, True, False, False]
     # the change 0 -> 1 (0.6) and 1 -> 2 (0), averaged over the known frames of each 3-frame span
     np.testing.assert_allclose(motion, [0.6, 0.3, 0.3, 0.0, 0.0])
@@ -150,6 +150,7 @@ def test_a_single_face_track_is_pooled_exactly_as_before():
 
 A, B = "WDA_KatieHill_000.mp4", "retalking_face_1.mp4"  # two real talking heads with their own speech
 FPS, HEIGHT = 25.0, 512
+TURN_AT = 6  # seconds: where the soundtrack of the turn-taking clip passes from A to B
 
 
 @dataclass
@@ -176,12 +177,20 @@ def shots(tmp_path_factory, extractor) -> dict[str, Shot]:
         "AB_says_A": (faces[A], faces[B], sound[A]), "AB_says_B": (faces[A], faces[B], sound[B]),
         "BA_says_A": (faces[B], faces[A], sound[A]), "BA_says_B": (faces[B], faces[A], sound[B]),
         "AB_voice_over": (faces[A], faces[B], load_audio(SPEECH / "RD_Radio31_000.wav")),
+
         "A_left": (faces[A], blank(faces[B]), None), "B_right": (blank(faces[A]), faces[B], None),
         "B_left": (faces[B], blank(faces[A]), None), "A_right": (blank(faces[B]), faces[A], None),
     }
+    # A turn: A speaks for 6 s (B talks to someone else, soundless), then B speaks its first 6 s
+    # again, now with its soundtrack (while A goes on talking soundlessly).
+    a_long = frames_at(VIDEOS / A, FPS, 8.0, HEIGHT)
+    n = int(TURN_AT * FPS)
+    layouts["AB_turn"] = (a_long + a_long[: 2 * n - len(a_long)], faces[B][:n] * 2,
+                          np.concatenate([sound[A][: TURN_AT * 16000], sound[B][: TURN_AT * 16000]]))
     out = {}
     for name, (left, right, audio) in layouts.items():
-        path = side_by_side(left, right, audio, folder / f"{name}.mp4", seconds=seconds, height=HEIGHT, fps=FPS)
+        length = len(left) / FPS
+        path = side_by_side(left, right, audio, folder / f"{name}.mp4", seconds=length, height=HEIGHT, fps=FPS)
         info = media.probe(path)
         clip = media.video_clip(path, info, media.decode_audio(path, 16000) if audio is not None else None)
         out[name] = Shot(path, extractor.extract(clip), clip.audio)
@@ -233,6 +242,25 @@ def test_two_shot_words_take_the_speakers_face(shots, clip, speaker, listener, s
     assert np.mean(to_speaker >= 0.9) >= 0.9
     assert np.mean(to_speaker > to_listener) >= 0.9
     assert choice.summary["speaker_selection"] and choice.summary["max_in_frame"] == 2
+
+
+@pytest.mark.slow
+def test_the_choice_follows_a_turn_from_one_face_to_the_other(shots):
+    """A speaks (left) for 6 s, then B (right) for 6 s, each face talking all along: words take
+    A's face before the turn and B's after it (allowing the smoothing a second either side)."""
+    shot = shots["AB_turn"]
+    utterances = speech_words(shot.audio)
+    words = [w for u in utterances for w in u.words]
+    choice = speaker_features(shot.track, shot.audio, utterances, FacialConfig())
+    centre = 0.5 * (choice.faces.boxes[:, 0] + choice.faces.boxes[:, 2])
+    side = np.where(choice.faces.track == NOBODY, "none", np.where(centre < 0.5, "left", "right"))
+    mids = np.array([0.5 * (w.start + w.end) for w in words])
+    expected = np.where(mids < TURN_AT, "left", "right")
+    clear = np.abs(mids - TURN_AT) > 1.0
+    print(f"turn: {len(words)} words, {np.mean(side[clear] == expected[clear]):.0%} of those over 1 s from the turn "
+          f"on the speaking face; sides {''.join(s[0] for s in side)}")
+    assert clear.sum() >= 8
+    assert np.mean(side[clear] == expected[clear]) >= 0.9
 
 
 @pytest.mark.slow
