@@ -165,6 +165,8 @@ class FacialExtractor(FrameExtractor):
         # No landmarker is kept between videos: one left open at interpreter exit cannot be
         # closed any more (MediaPipe's call executor is already shut down) and prints a traceback.
         self._create().close()
+        if self.config.max_faces > 1:
+            self._create_scout().close()
 
     @property
     def feature_names(self) -> list[str]:

@@ -279,6 +279,22 @@ def test_voice_over_two_shot_takes_no_face(shots):
 
 
 @pytest.mark.slow
+def test_two_shot_faces_are_the_same_every_run(shots, extractor):
+    """Same bytes, same faces: identities, boxes and features bit-identical in a second run
+    (two landmarker threads, a fresh extractor), so nothing depends on thread timing."""
+    shot = shots["BA_says_B"]
+    again = FacialExtractor().extract(media.video_clip(shot.path, media.probe(shot.path)))
+    first = shot.track.faces
+    for name in ("frame", "track", "boxes", "values"):
+        assert getattr(first, name).tobytes() == getattr(again.faces, name).tobytes(), name
+    utterances = speech_words(shot.audio)
+    a = speaker_features(shot.track, shot.audio, utterances, FacialConfig())
+    b = speaker_features(again, shot.audio, utterances, FacialConfig())
+    assert a.features.values.tobytes() == b.features.values.tobytes()
+    assert a.faces.track.tolist() == b.faces.track.tolist() and a.summary == b.summary
+
+
+@pytest.mark.slow
 def test_a_face_alone_in_a_wide_picture_stays_on_the_single_face_path(shots):
     for name in ("A_left", "B_right"):
         faces = shots[name].track.faces
