@@ -129,8 +129,8 @@ class FacialConfig:
     # correlation beats ``speaker_min_sync`` (else no visible face speaks: voice-over). Changing
     # faces costs ``speaker_switch_penalty`` (in correlation units) inside an utterance and a
     # half of that between utterances, so the choice does not flicker.
-    speaker_window_s: float = 2.0
-    speaker_min_sync: float = 0.1
+    speaker_window_s: float = 3.0
+    speaker_min_sync: float = 0.15
     speaker_switch_penalty: float = 1.0
 
     def __post_init__(self) -> None:

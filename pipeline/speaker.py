@@ -7,16 +7,19 @@ listener's does not (even when the listener is talking to someone else, off the 
 
 - For every word and face, ``sync`` is the correlation between how much the face's mouth moves
   (the summed frame-to-frame change of its jaw and mouth blendshapes) and how much the speech
-  loudness changes (dB, per sampled frame), both smoothed over a fifth of a second,
+  loudness changes (dB, per sampled frame), both smoothed over half a second,
   within ``speaker_window_s`` seconds either side of the word's middle; only where the face was
   in the picture for at least half the window, and scaled down when the window holds under a
   second of speech. Motion against change, not mouth opening against loudness: people open
   their mouth to breathe in pauses and hold vowels open, so opening follows loudness only
   weakly. On the shared talking heads (each face against its own soundtrack and against the
   others'), jawOpen against loudness told the face's own speech apart hardly better than chance
-  (AUC 0.52-0.59 in 2-4 s windows); motion against loudness change reaches AUC 0.74 in 2 s and
-  0.88 in 4 s windows, and picks the right one of two faces in 73 % and 83 % of them; the
-  smoothing over the words of an utterance does the rest.
+  (AUC 0.52-0.59 in 2-4 s windows); motion against loudness change, smoothed over half a
+  second, reaches AUC 0.76 in 2 s and 0.88 in 4 s windows, and picks the right one of two faces
+  in 76 % and 84 % of them; the path over the words of an utterance does the rest. Window,
+  smoothing and threshold were chosen on two-shots of three pairs of the shared talking heads
+  (each speaker, and a voice-over): shorter windows or lighter smoothing sent whole clips to
+  the listener, a lower threshold let voice-overs through.
 - The choice is a best path over the words (Viterbi) among the faces and "nobody": a face scores
   its sync, nobody scores ``speaker_min_sync`` (so when no visible face moves with the speech,
   as in a voice-over or with an off-screen speaker, nobody wins), and changing the choice costs
@@ -47,7 +50,7 @@ from pipeline.signal import FRAME_S, frame_energy_db, speech_frames, to_pcm16
 # the lip distances, the articulation blendshapes only) scored as well or better on single-face
 # clips, but worse on faces at half the picture's width: many measures average out noise.
 MOUTH_PREFIXES = ("bs_jaw", "bs_mouth")
-SMOOTH_S = 0.2  # motion and loudness change are averaged over about a syllable (3 frames at 15 fps)
+SMOOTH_S = 0.5  # motion and loudness change are averaged over a couple of syllables (8 frames at 15 fps)
 MIN_FRAMES = 6  # fewer frames of a face in a window say nothing about its sync
 MIN_SPEECH_S = 1.0  # a window with less speech than this counts for its share of it
 CONFIDENT_MARGIN = 0.3  # a margin of this much correlation is full confidence
