@@ -15,8 +15,8 @@ listener's does not (even when the listener is talking to someone else, off the 
   weakly. On the shared talking heads (each face against its own soundtrack and against the
   others'), jawOpen against loudness told the face's own speech apart hardly better than chance
   (AUC 0.52-0.59 in 2-4 s windows); motion against loudness change, smoothed over half a
-  second, reaches AUC 0.76 in 2 s and 0.88 in 4 s windows, and picks the right one of two faces
-  in 76 % and 84 % of them; the path over the words of an utterance does the rest. Window,
+  second, reaches AUC 0.76 in 2 s and 0.90 in 4 s windows, and picks the right one of two faces
+  in 76 % and 86 % of them; the path over the words of an utterance does the rest. Window,
   smoothing and threshold were chosen on two-shots of three pairs of the shared talking heads
   (each speaker, and a voice-over): shorter windows or lighter smoothing sent whole clips to
   the listener, a lower threshold let voice-overs through.
