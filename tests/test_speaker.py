@@ -149,6 +149,7 @@ def test_a_single_face_track_is_pooled_exactly_as_before():
 # ----------------------------------------------------------------------------- real two-shots
 
 A, B = "WDA_KatieHill_000.mp4", "retalking_face_1.mp4"  # two real talking heads with their own speech
+C, D = "retalking_face_2.mp4", "retalking_face_5.mp4"  # and two more
 FPS, HEIGHT = 25.0, 512
 TURN_AT = 6  # seconds: where the soundtrack of the turn-taking clip passes from A to B
 
@@ -212,9 +213,7 @@ CASES = [  # clip, speaker's reference, listener's reference, the speaker's side
 ]
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("clip, speaker, listener, side", CASES)
-def test_two_shot_words_take_the_speakers_face(shots, clip, speaker, listener, side):
+def check_speaker(shots: dict[str, Shot], clip: str, speaker: str, listener: str, side: str) -> None:
     """Each word's face features match the speaker's own (the speaker alone at the same place
     in the picture): per-word correlation of the 52 blendshapes >= 0.9 on >= 90 % of words, and
     closer to the speaker's than to the listener's on >= 90 %."""
@@ -244,6 +243,53 @@ def test_two_shot_words_take_the_speakers_face(shots, clip, speaker, listener, s
     assert choice.summary["speaker_selection"] and choice.summary["max_in_frame"] == 2
 
 
+def check_voice_over(shot: Shot, label: str) -> None:
+    """Unrelated speech over two talking faces: nobody visible speaks it, so the words' face
+    features are imputed and flagged instead of taken from a face."""
+    utterances = speech_words(shot.audio)
+    choice = speaker_features(shot.track, shot.audio, utterances, FacialConfig())
+    print(f"{label}: {len(choice.faces.track)} words, {np.mean(choice.faces.track == NOBODY):.0%} without a speaker")
+    assert len(choice.faces.track) >= 10
+    assert np.mean(choice.faces.track == NOBODY) >= 0.9
+    assert np.array_equal(choice.features.imputed, choice.faces.track == NOBODY)
+    assert (choice.features.values[choice.features.imputed, -1] == 0).all()  # face_present: no speaker's face
+    assert choice.summary["words_without_speaker"] == int((choice.faces.track == NOBODY).sum())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("clip, speaker, listener, side", CASES)
+def test_two_shot_words_take_the_speakers_face(shots, clip, speaker, listener, side):
+    check_speaker(shots, clip, speaker, listener, side)
+
+
+@pytest.fixture(scope="module")
+def other_pair(tmp_path_factory, extractor) -> dict[str, Shot]:
+    """A second pair of real talking heads (C left, D right): each speaking, a voice-over, and
+    each face alone at its place."""
+    folder = tmp_path_factory.mktemp("other_pair")
+    seconds = 4.8
+    c, d = (frames_at(VIDEOS / p, FPS, seconds, HEIGHT) for p in (C, D))
+    layouts = {
+        "CD_says_C": (c, d, load_audio(VIDEOS / C)), "CD_says_D": (c, d, load_audio(VIDEOS / D)),
+        "CD_voice_over": (c, d, load_audio(SPEECH / "RD_Radio34_002.wav")),
+        "C_left": (c, blank(d), None), "D_right": (blank(c), d, None),
+    }
+    out = {}
+    for name, (left, right, audio) in layouts.items():
+        path = side_by_side(left, right, audio, folder / f"{name}.mp4", seconds=seconds, height=HEIGHT, fps=FPS)
+        clip = media.video_clip(path, media.probe(path), media.decode_audio(path, 16000) if audio is not None else None)
+        out[name] = Shot(path, extractor.extract(clip), clip.audio)
+    return out
+
+
+@pytest.mark.slow
+def test_another_pair_of_faces(other_pair):
+    """The same criteria on two other speakers, so the settings are not those of one pair."""
+    check_speaker(other_pair, "CD_says_C", "C_left", "D_right", "left")
+    check_speaker(other_pair, "CD_says_D", "D_right", "C_left", "right")
+    check_voice_over(other_pair["CD_voice_over"], "other pair, voice-over")
+
+
 @pytest.mark.slow
 def test_the_choice_follows_a_turn_from_one_face_to_the_other(shots):
     """A speaks (left) for 6 s, then B (right) for 6 s, each face talking all along: words take
@@ -265,17 +311,7 @@ def test_the_choice_follows_a_turn_from_one_face_to_the_other(shots):
 
 @pytest.mark.slow
 def test_voice_over_two_shot_takes_no_face(shots):
-    """Unrelated speech over two talking faces: nobody visible speaks it, so the words' face
-    features are imputed and flagged instead of taken from a face."""
-    shot = shots["AB_voice_over"]
-    utterances = speech_words(shot.audio)
-    choice = speaker_features(shot.track, shot.audio, utterances, FacialConfig())
-    print(f"voice-over: {len(choice.faces.track)} words, {np.mean(choice.faces.track == NOBODY):.0%} without a speaker")
-    assert len(choice.faces.track) >= 10
-    assert np.mean(choice.faces.track == NOBODY) >= 0.9
-    assert np.array_equal(choice.features.imputed, choice.faces.track == NOBODY)
-    assert (choice.features.values[choice.features.imputed, -1] == 0).all()  # face_present: no speaker's face
-    assert choice.summary["words_without_speaker"] == int((choice.faces.track == NOBODY).sum())
+    check_voice_over(shots["AB_voice_over"], "voice-over")
 
 
 @pytest.mark.slow
