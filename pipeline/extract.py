@@ -274,9 +274,13 @@ def _extract(
                 if track.faces is not None:  # whose face each word shows (pipeline.speaker)
                     choice = speaker_features(track, audio, utterances, config.facial)
                     features[modality], faces, faces_summary = choice.features, choice.faces, choice.summary
-                    if faces_summary["words_without_speaker"]:
-                        warnings.append(f"{faces_summary['words_without_speaker']} words spoken by no visible face "
-                                        "(voice-over or off-screen speaker): their facial features are imputed and flagged")
+                    unspoken = faces_summary["words_without_speaker"]
+                    if unspoken and silent:
+                        warnings.append(f"several faces but no speech to tell who speaks: the facial features of "
+                                        f"{unspoken} words are imputed and flagged")
+                    elif unspoken:
+                        warnings.append(f"{unspoken} words spoken by no visible face (voice-over or off-screen "
+                                        "speaker): their facial features are imputed and flagged")
                 else:
                     features[modality] = pool_to_words(track, all_words)
             stages[modality] = round(seconds + time.perf_counter() - t0, 3)

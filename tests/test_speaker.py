@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from core.config import FacialConfig
+from core.config import ExtractConfig, FacialConfig
 from core.records import Audio, FaceTracks, FrameFeatures, Utterance, Word
 from extractors.face_tracks import MAX_GAP_S, assign_identities, iou, landmark_box
 from extractors.facial import FacialExtractor
@@ -179,6 +179,7 @@ def shots(tmp_path_factory, extractor) -> dict[str, Shot]:
         "BA_says_A": (faces[B], faces[A], sound[A]), "BA_says_B": (faces[B], faces[A], sound[B]),
         "AB_voice_over": (faces[A], faces[B], load_audio(SPEECH / "RD_Radio31_000.wav")),
 
+        "AB_no_sound": (faces[A], faces[B], None),
         "A_left": (faces[A], blank(faces[B]), None), "B_right": (blank(faces[A]), faces[B], None),
         "B_left": (faces[B], blank(faces[A]), None), "A_right": (blank(faces[B]), faces[A], None),
     }
@@ -371,3 +372,18 @@ def test_extraction_records_the_speakers_face_per_word(shots, tmp_path):
     boxes = np.array(table["face_box"])
     assert (0.5 * (boxes[track == right, 0] + boxes[track == right, 2]) > 0.5).all()
     assert faces["tracks"][str(right)]["words"] == int((track == right).sum())
+
+
+@pytest.mark.slow
+def test_two_faces_and_no_soundtrack_impute_with_one_warning(shots, tmp_path):
+    """A two-shot without audio, words from a transcript: nothing tells who speaks, so the face
+    features are imputed and flagged, with a warning that says why, not a traceback."""
+    video = tmp_path / "two_shot_silent.mp4"
+    video.write_bytes(shots["AB_no_sound"].path.read_bytes())
+    (tmp_path / "two_shot_silent.txt").write_text("We talked about the film for a while and then went home.")
+    result = extract_video(video, tmp_path / "out", ExtractConfig().with_overrides({"facial.fps": 10.0}))
+    assert result.summary["faces"]["speaker_selection"] is True
+    assert any("no speech to tell who speaks" in w for w in result.warnings), result.warnings
+    table = pq.read_table(result.output, columns=["vision_imputed", "face_track", "faces_in_frame"]).to_pydict()
+    assert all(table["vision_imputed"]) and set(table["face_track"]) == {-1}
+    assert set(table["faces_in_frame"]) == {2}
