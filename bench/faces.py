@@ -79,7 +79,8 @@ def main() -> None:
             reference = reference or m
             rows.append((clip, name, m, m["extract_s"] / reference["extract_s"]))
     print(f"facial track cost, {platform.processor() or platform.machine()}, median of {args.repeat}\n")
-    print("| clip | settings | faces followed | facial track s | ms / sampled frame | speaker choice ms (words) | vs reference |")
+    print("| clip | settings | faces followed | facial track s | ms / sampled frame "
+          "| speaker choice ms (words) | vs reference |")
     print("|---|---|---|---|---|---|---|")
     for clip, name, m, ratio in rows:
         print(f"| {clip} | {name} | {m['followed']} | {m['extract_s']:.2f} | {1000 * m['extract_s'] / m['frames']:.1f} "

@@ -286,7 +286,8 @@ class FacialExtractor(FrameExtractor):
         """
         if not clip.has_video:
             empty_values = np.zeros((0, self.feature_dim), np.float32)
-            no_faces = FaceTracks(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 4), np.float32), empty_values)
+            no_faces = FaceTracks(np.zeros(0, np.int64), np.zeros(0, np.int64),
+                                  np.zeros((0, 4), np.float32), empty_values)
             return FrameFeatures(np.zeros(0), empty_values, np.zeros(0, bool), self.feature_names, no_faces)
         total = max(1, int(clip.info.duration * self.config.fps))
         n_streams = self.config.streams
@@ -332,7 +333,8 @@ class FacialExtractor(FrameExtractor):
                         for k, landmarker in enumerate(old):
                             workers[k].submit(landmarker.close)
                 k = (i - first_frame) % n_streams
-                job = workers[k].submit(self._detect, landmarkers[k], rgb, stamp, t, clip.path, i - first_frame < n_streams)
+                first = i - first_frame < n_streams
+                job = workers[k].submit(self._detect, landmarkers[k], rgb, stamp, t, clip.path, first)
                 pending.append((t, job))
                 while len(pending) > 4 * n_streams:
                     collect_oldest()

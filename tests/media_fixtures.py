@@ -163,7 +163,10 @@ def _write_audio(dst, astream, samples: np.ndarray, sample_rate: int) -> None:
 
 def _duration(video: str | Path) -> float:
     with av.open(str(video)) as src:
-        return float(src.duration / 1e6) if src.duration else float(src.streams.video[0].duration * src.streams.video[0].time_base)
+        if src.duration:
+            return float(src.duration / 1e6)
+        stream = src.streams.video[0]
+        return float(stream.duration * stream.time_base)
 
 
 def speech_words(audio: Audio, piece_s: float = 0.25, pause_s: float = 0.35) -> list[Utterance]:
