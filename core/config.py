@@ -126,12 +126,33 @@ class FacialConfig:
     # is single-threaded (~21 ms a frame here), so 2 use both cores of a small machine. A fixed
     # number, not the machine's core count, so the features do not depend on where they ran.
     streams: int = 2
+    # Most faces followed at once. With more than one, a face detector looks at the picture every
+    # ``scout_every_s`` seconds (~3 ms a look); once it sees a second face, every face is tracked
+    # and each word takes the face of whoever speaks it (``pipeline.speaker``). Until then, and
+    # always with 1, one face is followed exactly as MediaPipe prefers it.
+    max_faces: int = 4
+    scout_every_s: float = 0.5
+    # Speaker choice: how much a face's mouth moves is correlated with how much the speech
+    # loudness changes, over this many seconds either side of a word; a face speaks when that
+    # correlation beats ``speaker_min_sync`` (else no visible face speaks: voice-over). Changing
+    # faces costs ``speaker_switch_penalty`` (in correlation units) inside an utterance and a
+    # half of that between utterances, so the choice does not flicker.
+    speaker_window_s: float = 3.0
+    speaker_min_sync: float = 0.15
+    speaker_switch_penalty: float = 1.0
 
     def __post_init__(self) -> None:
         _require("facial", self, [
             ("fps", self.fps > 0, "positive"),
             ("streams", self.streams >= 1, "at least 1"),
             ("max_width", self.max_width >= 32, "at least 32"),
+        ])
+        _require("facial", self, [
+            ("max_faces", 1 <= self.max_faces <= 16, "between 1 and 16"),
+            ("scout_every_s", self.scout_every_s > 0, "positive"),
+            ("speaker_window_s", self.speaker_window_s > 0, "positive"),
+            ("speaker_min_sync", -1.0 <= self.speaker_min_sync <= 1.0, "between -1 and 1"),
+            ("speaker_switch_penalty", self.speaker_switch_penalty >= 0, "at least 0"),
         ])
 
 

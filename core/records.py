@@ -64,6 +64,44 @@ class VideoInfo:
 
 
 @dataclass
+class FaceTracks:
+    """Every face found in the sampled frames of a video, one row per face and frame.
+
+    Kept sparse (a row per detection, not a frame x face grid) because faces come and go: an
+    hour of a talk show may hold dozens of identities, most of them absent most of the time.
+    """
+
+    frame: np.ndarray  # (n,) int64: row of the frame track (its ``times``) the face was seen in
+    track: np.ndarray  # (n,) int64: identity of the face, stable across frames (0, 1, ... by first appearance)
+    boxes: np.ndarray  # (n, 4) float32: x0, y0, x1, y1 of its landmarks, as fractions of the picture
+    values: np.ndarray  # (n, d) float32: its features, in the frame track's layout
+    # True once landmarking looked for several faces (a second face was seen in the picture);
+    # False: one face at a time, exactly the single-face path.
+    multi: bool = False
+
+    def __post_init__(self) -> None:
+        assert len(self.frame) == len(self.track) == len(self.boxes) == len(self.values)
+
+    def per_frame(self, n_frames: int) -> np.ndarray:
+        """(n_frames,) int: how many faces each frame held."""
+        return np.bincount(np.asarray(self.frame, np.int64), minlength=n_frames)[:n_frames]
+
+    @property
+    def ids(self) -> list[int]:
+        return [int(i) for i in np.unique(self.track)]
+
+
+@dataclass
+class WordFaces:
+    """Whose face each word's vision features come from (``pipeline.speaker``)."""
+
+    track: np.ndarray  # (n_words,) int32: chosen face's track id; -1 for none (no face, or none speaking)
+    faces: np.ndarray  # (n_words,) int32: most faces seen in one frame during the word
+    confidence: np.ndarray  # (n_words,) float32 in [0, 1]: how clearly the choice won
+    boxes: np.ndarray  # (n_words, 4) float32: the chosen face's mean box (zeros for none)
+
+
+@dataclass
 class FrameFeatures:
     """A frame-level feature track: one row per analysis frame, with its own timestamp."""
 
@@ -71,6 +109,8 @@ class FrameFeatures:
     values: np.ndarray  # (t, d) float32; rows where present is False are not meaningful
     present: np.ndarray  # (t,) bool: False where the modality is missing (no face, etc.)
     names: list[str] = field(default_factory=list)  # d feature names
+    # Every face found, for tracks that can hold more than one (the facial track); None otherwise.
+    faces: FaceTracks | None = None
 
     def __post_init__(self) -> None:
         assert self.values.ndim == 2 and len(self.times) == len(self.values) == len(self.present)

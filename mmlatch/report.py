@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
+
 from core.files import atomic_write
 from mmlatch.explain import TOP_FEATURES
 from mmlatch.score import NEUTRAL_BAND, ScoreRun
@@ -45,6 +47,28 @@ class WordView:
 
 
 @dataclass
+class FaceView:
+    """Whose face the utterance's vision features come from (the speaker choice of extraction)."""
+
+    track: int | None  # identity of the face most of its words show; None: no visible face spoke
+    box: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)  # x0, y0, x1, y1, fractions of the picture
+    share: float = 0.0  # fraction of the utterance's words that show it
+    confidence: float = 0.0  # mean speaker confidence of those words
+
+
+def face_view(tracks, boxes, confidence) -> FaceView:
+    """The face most words of an utterance show (lowest id on a tie), with its mean box."""
+    tracks = np.asarray(tracks)
+    shown = tracks[tracks >= 0]
+    if shown.size == 0:
+        return FaceView(None, share=0.0, confidence=float(np.mean(confidence)) if len(confidence) else 0.0)
+    ident = int(np.bincount(shown).argmax())
+    mine = tracks == ident
+    box = tuple(round(float(v), 3) for v in np.asarray(boxes)[mine].mean(axis=0))
+    return FaceView(ident, box, float(mine.mean()), float(np.asarray(confidence)[mine].mean()))
+
+
+@dataclass
 class UtteranceView:
     utterance_id: int
     start: float
@@ -56,6 +80,7 @@ class UtteranceView:
     damped: dict[str, float] = field(default_factory=dict)  # modality -> 1 - mean mask
     # modality -> [(feature name, damped fraction)], most damped first
     top_damped: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
+    face: FaceView | None = None  # None when the features record no face choice
 
 
 @dataclass
@@ -249,7 +274,7 @@ def transcript_html(video: VideoView) -> str:
         rows.append(
             f'<div class="utt"><div class="uhead"><span class="unum">{u.utterance_id + 1}</span>'
             f'<span class="time">{_fmt_time(u.start)}-{_fmt_time(u.end)} s</span>'
-            f"{_badge(u.score, u.label)}</div><div class=\"words\">{words}</div></div>"
+            f"{_badge(u.score, u.label)}{face_tag(u.face)}</div><div class=\"words\">{words}</div></div>"
         )
     legend = ""
     if vmax > 0:
@@ -259,6 +284,21 @@ def transcript_html(video: VideoView) -> str:
             f"<span>raised the score</span><span class=\"muted\">(full colour = {vmax:.3f} points)</span></div>"
         )
     return legend + "".join(rows)
+
+
+def face_tag(face: FaceView | None) -> str:
+    """Which face the utterance's face features describe, and where it is in the picture."""
+    if face is None:
+        return ""
+    if face.track is None:
+        return ('<span class="face none" title="no face in the picture moved with this speech: the face '
+                'features of its words are imputed">face: no visible speaker</span>')
+    x0, y0, x1, y1 = face.box
+    where = f"x {100 * x0:.0f}-{100 * x1:.0f}%, y {100 * y0:.0f}-{100 * y1:.0f}%"
+    share = "" if face.share >= 0.999 else f", {100 * face.share:.0f}% of words"
+    return (f'<span class="face" title="face track {face.track}: box {where} of the picture; speaker '
+            f'confidence {face.confidence:.2f}{share}">face #{face.track} &middot; {where}'
+            f' &middot; conf {face.confidence:.2f}{share}</span>')
 
 
 def _damp_bar(modality: str, value: float | None) -> str:
@@ -311,6 +351,9 @@ section.video { background: #fff; border-radius: 8px; padding: 18px 22px; margin
 .badge { display: inline-block; color: #fff; border-radius: 10px; padding: 1px 9px; font-size: 13px;
          font-weight: 600; white-space: nowrap; }
 .summary .badge { font-size: 16px; padding: 3px 12px; }
+.face { display: inline-block; color: #5d3a78; background: #f1e9f7; border-radius: 10px; padding: 1px 9px;
+        font-size: 12px; margin-left: 6px; white-space: nowrap; }
+.face.none { color: #777; background: #eee; }
 .warn { background: #fff6d6; border-left: 4px solid #e0a800; padding: 6px 10px; margin: 6px 0;
         font-size: 13px; }
 .note { color: #555; font-size: 12.5px; margin: 2px 0 8px; }
@@ -416,6 +459,7 @@ def report_views(run: ScoreRun) -> list[VideoView]:
             continue
         features = read_video(v.features)
         words_of = {int(u): (w, s, e) for u, w, s, e in zip(features.utterance_ids, features.words, features.starts, features.ends)}
+        uid_row = {int(u): k for k, u in enumerate(features.utterance_ids)}
         utterances = []
         for u in run.utterances_of(v.video_id):
             uid = u["utterance_id"]
@@ -435,9 +479,12 @@ def report_views(run: ScoreRun) -> list[VideoView]:
                 # damped unit a reader understands is the word.
                 order = sorted(range(len(texts)), key=lambda i: -ex.text_damped_per_word[i])
                 top["text"] = [(f'"{texts[i]}"', ex.text_damped_per_word[i]) for i in order[:TOP_FEATURES]]
+            k = uid_row[uid]
+            face = None if features.face_tracks is None else face_view(
+                features.face_tracks[k], features.face_boxes[k], features.face_confidence[k])
             utterances.append(UtteranceView(
                 uid, u["start"], u["end"], u["text"], u["score"], u["label"], word_views,
-                damped=dict(ex.damped) if ex else {}, top_damped=top,
+                damped=dict(ex.damped) if ex else {}, top_damped=top, face=face,
             ))
         views.append(VideoView(v.video_id, v.video, row["duration"], row["score"], row["label"], utterances, v.warnings))
     return views

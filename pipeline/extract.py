@@ -25,13 +25,14 @@ from core.config import ExtractConfig
 from core.errors import InputError, OutputError
 from core.files import MIN_FREE_BYTES, digest, sha256_file, writable_folder
 from core.progress import Progress, report
-from core.records import FrameFeatures, Word, WordFeatures
+from core.records import FrameFeatures, Word, WordFaces, WordFeatures
 from extractors import EXTRACTORS, Extractor, extractor_for
 from pipeline.claims import claim
 from pipeline.media import decode_audio, is_silent, probe, video_clip
 from pipeline.names import output_path, video_name
 from pipeline.pooling import pool_to_words
 from pipeline.schema import MODALITIES, FeatureSchema, ModalitySpec, StoreMetadata
+from pipeline.speaker import speaker_features
 from pipeline.store import feature_table, read_metadata, write_table
 from pipeline.transcripts import Transcript, find_sidecar, read_transcript
 from pipeline.utterances import split_utterances
@@ -238,6 +239,8 @@ def _extract(
     features: dict[str, WordFeatures] = {}
     coverage: dict[str, float] = {}
     devices = {"words": "cpu"}
+    faces: WordFaces | None = None  # whose face each word's vision features come from
+    faces_summary: dict | None = None
     try:
         t0 = time.perf_counter()
         if silent and script is not None:
@@ -267,10 +270,22 @@ def _extract(
             else:
                 if modality == "audio" and silent:
                     track.present[:] = False
-                coverage[modality] = float(track.present.mean()) if len(track.present) else 0.0
+                seen = track.present if track.faces is None else track.faces.per_frame(len(track.times)) > 0
+                coverage[modality] = float(seen.mean()) if len(seen) else 0.0
                 if coverage[modality] == 0.0 and ex.absent_warning:
                     warnings.append(ex.absent_warning)
-                features[modality] = pool_to_words(track, all_words)
+                if track.faces is not None:  # whose face each word shows (pipeline.speaker)
+                    choice = speaker_features(track, audio, utterances, config.facial)
+                    features[modality], faces, faces_summary = choice.features, choice.faces, choice.summary
+                    unspoken = faces_summary["words_without_speaker"]
+                    if unspoken and silent:
+                        warnings.append(f"several faces but no speech to tell who speaks: the facial features of "
+                                        f"{unspoken} words are imputed and flagged")
+                    elif unspoken:
+                        warnings.append(f"{unspoken} words spoken by no visible face (voice-over or off-screen "
+                                        "speaker): their facial features are imputed and flagged")
+                else:
+                    features[modality] = pool_to_words(track, all_words)
             stages[modality] = round(seconds + time.perf_counter() - t0, 3)
     finally:
         abandoned.set()  # after an error, stop the frame tracks at their next progress step
@@ -283,6 +298,7 @@ def _extract(
         "face_coverage": round(coverage.get("vision", 0.0), 4),
         "duration_s": round(float(info.duration or (audio.duration if audio else 0.0)), 3),
         "words_imputed": {m: int(features[m].imputed.sum()) for m in MODALITIES},
+        "faces": faces_summary,
         "language": language,
         "devices": devices,
         "warnings": warnings,
@@ -303,7 +319,7 @@ def _extract(
         config=config.to_dict(),
         summary=summary,
     )
-    write_table(out, feature_table(name, utterances, features, meta))
+    write_table(out, feature_table(name, utterances, features, meta, faces))
     tick("write", t0)
     summary["stages_s"] = stages
     summary["total_s"] = round(time.perf_counter() - t_all, 3)

@@ -87,8 +87,9 @@ def _nearest(times: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple[n
     return np.where(use_left, left, right), np.where(use_left, d_left, d_right)
 
 
-def _impute(values: np.ndarray, real: np.ndarray, mids: np.ndarray, fallback: np.ndarray) -> np.ndarray:
-    """Fill rows that are not ``real`` by time interpolation between the nearest real rows."""
+def impute_between(values: np.ndarray, real: np.ndarray, mids: np.ndarray, fallback: np.ndarray) -> np.ndarray:
+    """Fill rows that are not ``real`` by time interpolation between the nearest real rows
+    (copying the only neighbour at either end; ``fallback`` when no row is real)."""
     out = values.copy()
     missing = ~real
     if not missing.any():
@@ -156,7 +157,7 @@ def pool_to_words(
     fallback = np.zeros(dim)
     if not real.any() and p_rows.size:
         fallback = np.nan_to_num(np.mean(values[p_rows], axis=0, dtype=np.float64))
-    pooled = _impute(means, real, mids, fallback)
+    pooled = impute_between(means, real, mids, fallback)
 
     coverage = [i for i, name in enumerate(track.names or []) if name.endswith(COVERAGE_SUFFIX)]
     if coverage:

@@ -12,6 +12,12 @@ One Parquet file per video, one row per word:
     audio           fixed_size_list<float32>[D_audio]
     vision          fixed_size_list<float32>[D_vision]
     text_imputed, audio_imputed, vision_imputed   bool   no real input covered this word
+    face_track          int32     identity of the face the vision features come from; -1 none
+    faces_in_frame      int32     most faces seen in one frame during the word
+    speaker_confidence  float32   how clearly that face won the speaker choice (0..1)
+    face_box            fixed_size_list<float32>[4]   its mean box x0, y0, x1, y1 (fractions)
+
+The four face columns are null where the producer did not record faces (imported features).
 
 The key ``mmpipe`` of the Parquet schema metadata holds JSON: schema version, the video's
 identity (path, content hash, duration), per-modality extractor name/version/dim/feature names,
@@ -31,6 +37,7 @@ SCHEMA_VERSION = 1
 METADATA_KEY = b"mmpipe"
 MODALITIES = ("text", "audio", "vision")
 ID_COLUMNS = ("video_id", "utterance_id", "word_index", "word", "start", "end", "timing")
+FACE_COLUMNS = ("face_track", "faces_in_frame", "speaker_confidence", "face_box")
 
 
 def imputed_column(modality: str) -> str:
@@ -143,4 +150,10 @@ def arrow_schema(meta: StoreMetadata) -> pa.Schema:
         fields.append(pa.field(m, pa.list_(pa.float32(), meta.schema.modalities[m].dim), nullable=False))
     for m in MODALITIES:
         fields.append(pa.field(imputed_column(m), pa.bool_(), nullable=False))
+    fields += [
+        pa.field("face_track", pa.int32()),
+        pa.field("faces_in_frame", pa.int32()),
+        pa.field("speaker_confidence", pa.float32()),
+        pa.field("face_box", pa.list_(pa.float32(), 4)),
+    ]
     return pa.schema(fields, metadata={METADATA_KEY: meta.to_json().encode()})

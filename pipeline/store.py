@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from core.files import atomic_write
-from core.records import Utterance, WordFeatures
+from core.records import Utterance, WordFaces, WordFeatures
 from pipeline.schema import (
     METADATA_KEY,
     MODALITIES,
@@ -53,8 +53,10 @@ def feature_table(
     utterances: list[Utterance],
     features: dict[str, WordFeatures],
     meta: StoreMetadata,
+    faces: WordFaces | None = None,
 ) -> pa.Table:
-    """Build the per-word table; rows follow utterance then word order."""
+    """Build the per-word table; rows follow utterance then word order. Without ``faces`` (whose
+    face each word shows) the face columns are null."""
     words = [(u.index, i, w) for u in utterances for i, w in enumerate(u.words)]
     n = len(words)
     schema = arrow_schema(meta)
@@ -84,7 +86,28 @@ def feature_table(
         columns[m] = pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1)), dim)
     for m in MODALITIES:
         columns[imputed_column(m)] = pa.array(np.asarray(features[m].imputed, bool), pa.bool_())
+    columns.update(face_columns(faces, n))
     return pa.Table.from_arrays([columns[f.name] for f in schema], schema=schema)
+
+
+def face_columns(faces: WordFaces | None, n: int) -> dict[str, pa.Array]:
+    """The per-word record of the speaker choice, or nulls when none was made."""
+    if faces is None:
+        return {
+            "face_track": pa.nulls(n, pa.int32()),
+            "faces_in_frame": pa.nulls(n, pa.int32()),
+            "speaker_confidence": pa.nulls(n, pa.float32()),
+            "face_box": pa.nulls(n, pa.list_(pa.float32(), 4)),
+        }
+    if not (len(faces.track) == len(faces.faces) == len(faces.confidence) == len(faces.boxes) == n):
+        raise ValueError(f"face choices cover {len(faces.track)} words, expected {n}")
+    boxes = np.ascontiguousarray(faces.boxes, dtype=np.float32).reshape(-1)
+    return {
+        "face_track": pa.array(np.asarray(faces.track, np.int32), pa.int32()),
+        "faces_in_frame": pa.array(np.asarray(faces.faces, np.int32), pa.int32()),
+        "speaker_confidence": pa.array(np.asarray(faces.confidence, np.float32), pa.float32()),
+        "face_box": pa.FixedSizeListArray.from_arrays(pa.array(boxes, pa.float32()), 4),
+    }
 
 
 def write_table(path: str | os.PathLike, table: pa.Table) -> None:
@@ -120,6 +143,11 @@ class VideoFeatures:
     words: list[list[str]]
     starts: list[np.ndarray]  # per utterance (len,) seconds
     ends: list[np.ndarray]
+    # Per utterance: the face each word's vision features come from (-1 none) and its box;
+    # None for files without a face record (imported features, files from older versions).
+    face_tracks: list[np.ndarray] | None = None
+    face_boxes: list[np.ndarray] | None = None
+    face_confidence: list[np.ndarray] | None = None
 
     @property
     def utterance_spans(self) -> list[tuple[float, float]]:
@@ -149,6 +177,16 @@ def read_video(path: str | os.PathLike) -> VideoFeatures:
     start_col = table.column("start").to_numpy()
     end_col = table.column("end").to_numpy()
     video_ids = table.column("video_id").to_pylist()
+    face_tracks = face_boxes = face_confidence = None
+    if "face_track" in table.column_names and table.column("face_track").null_count < table.num_rows:
+        track_col = table.column("face_track").fill_null(-1).to_numpy()
+        conf_col = table.column("speaker_confidence").fill_null(0.0).to_numpy()
+        box_col = table.column("face_box").combine_chunks()
+        box_col = np.nan_to_num(box_col.flatten().to_numpy(zero_copy_only=False).astype(np.float32)).reshape(-1, 4) \
+            if box_col.null_count == 0 else np.zeros((table.num_rows, 4), np.float32)
+        face_tracks = [track_col[s : s + n] for s, n in zip(starts_idx, lengths)]
+        face_boxes = [box_col[s : s + n] for s, n in zip(starts_idx, lengths)]
+        face_confidence = [conf_col[s : s + n] for s, n in zip(starts_idx, lengths)]
     return VideoFeatures(
         video_id=video_ids[0] if video_ids else meta.video.get("video_id", Path(path).stem),
         meta=meta,
@@ -159,6 +197,9 @@ def read_video(path: str | os.PathLike) -> VideoFeatures:
         words=[words_col[s : s + n] for s, n in zip(starts_idx, lengths)],
         starts=[start_col[s : s + n] for s, n in zip(starts_idx, lengths)],
         ends=[end_col[s : s + n] for s, n in zip(starts_idx, lengths)],
+        face_tracks=face_tracks,
+        face_boxes=face_boxes,
+        face_confidence=face_confidence,
     )
 
 

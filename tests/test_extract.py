@@ -73,6 +73,10 @@ def test_transcript_sidecar_gives_aligned_words_and_all_modalities(harvard_face,
     assert result.summary["face_coverage"] > 0.9
     assert not data.imputed["vision"].any()
     assert data.meta.video["transcript"].endswith("harvard_face.txt")
+    # One face: every word shows it (track 0), with no speaker choice to make.
+    assert all((t == 0).all() for t in data.face_tracks)
+    faces = result.summary["faces"]
+    assert faces["speaker_selection"] is False and faces["max_in_frame"] == 1 and list(faces["tracks"]) == ["0"]
 
 
 def test_unchanged_video_is_skipped_and_config_change_reextracts(harvard_face, tmp_path):

@@ -79,6 +79,7 @@ def test_scene_without_a_face(extractor):
 def test_audio_only_input_gives_an_empty_track(extractor):
     tr = extractor.extract(media.video_clip(SPEECH / "jfk.flac"))
     assert tr.values.shape == (0, extractor.feature_dim)
+    assert tr.faces is not None and len(tr.faces.track) == 0  # a record of no faces, not a missing one
 
 
 def _rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from mmlatch.report import (
+    FaceView,
     ReportInfo,
     UtteranceView,
     VideoView,
@@ -18,6 +19,7 @@ from mmlatch.report import (
     diverging,
     render_report,
     score_colour,
+    face_view,
     timeline_svg,
     write_report,
 )
@@ -93,6 +95,24 @@ def test_colours_encode_sign_and_size():
     assert rgb(strong_neg)[0] > rgb(strong_neg)[1]  # red dominates
     assert sum(rgb(weak_pos)) > sum(rgb(strong_pos))  # a small contribution is paler
     assert diverging(float("nan"), 1.0) == "#ffffff"
+
+
+def test_page_shows_the_face_each_utterance_describes():
+    video = make_video()
+    video.utterances[0].face = FaceView(1, (0.62, 0.18, 0.88, 0.52), 1.0, 0.74)
+    video.utterances[1].face = FaceView(None)
+    page = render_report([video])
+    assert "face #1" in page and "x 62-88%, y 18-52%" in page and "conf 0.74" in page
+    assert "no visible speaker" in page
+    assert page.count('class="face') == 2  # the third utterance records no face choice
+
+
+def test_face_view_takes_the_face_most_words_show():
+    boxes = np.array([[0.1, 0.2, 0.3, 0.6], [0.6, 0.2, 0.8, 0.6], [0.6, 0.2, 0.8, 0.6], [0, 0, 0, 0]])
+    view = face_view([0, 1, 1, -1], boxes, [0.9, 0.5, 0.7, 0.2])
+    assert view.track == 1 and view.box == (0.6, 0.2, 0.8, 0.6)
+    assert view.share == 0.5 and view.confidence == pytest.approx(0.6)
+    assert face_view([-1, -1], np.zeros((2, 4)), [0.4, 0.6]).track is None
 
 
 def test_baseline_without_masks_says_so(tmp_path):

@@ -16,8 +16,9 @@ import pytest
 
 from core.config import ExtractConfig
 from core.errors import OutputError
-from core.records import Utterance, Word, WordFeatures
+from core.records import Utterance, Word, WordFaces, WordFeatures
 from pipeline.schema import (
+    FACE_COLUMNS,
     METADATA_KEY,
     MODALITIES,
     SCHEMA_VERSION,
@@ -121,6 +122,30 @@ def test_round_trip_gives_padded_arrays_equal_to_the_inputs(stored):
     assert store_files(path.parent) == [path]
 
 
+def test_face_record_round_trips_and_is_null_without_one(stored, tmp_path):
+    path, utterances, features = stored
+    assert read_video(path).face_tracks is None  # no record given: null columns
+    assert pq.read_table(path, columns=["face_track"]).column(0).null_count == 14
+    n = 14
+    faces = WordFaces(
+        track=np.array([0] * 7 + [1] * 6 + [-1], np.int32), faces=np.full(n, 2, np.int32),
+        confidence=np.linspace(0, 1, n).astype(np.float32),
+        boxes=np.tile(np.array([0.1, 0.2, 0.4, 0.8], np.float32), (n, 1)),
+    )
+    other = tmp_path / "faces.parquet"
+    write_table(other, feature_table("jfk", utterances, features, _meta(), faces))
+    vf = read_video(other)
+    split = len(utterances[0].words)
+    assert [t.tolist() for t in vf.face_tracks] == [faces.track[:split].tolist(), faces.track[split:].tolist()]
+    np.testing.assert_allclose(vf.face_boxes[1][0], [0.1, 0.2, 0.4, 0.8])
+    table = pq.read_table(other, columns=list(FACE_COLUMNS))
+    assert table.column("faces_in_frame").to_pylist() == [2] * n
+    np.testing.assert_allclose(table.column("speaker_confidence").to_numpy(), faces.confidence)
+    with pytest.raises(ValueError, match="face choices cover"):
+        feature_table("jfk", utterances, features, _meta(), WordFaces(faces.track[:3], faces.faces[:3],
+                                                                      faces.confidence[:3], faces.boxes[:3]))
+
+
 def test_reader_restores_utterance_order_of_rows_written_by_other_tools(stored, tmp_path):
     path, _, _ = stored
     table = pq.read_table(path)
@@ -208,9 +233,15 @@ def test_golden_output_schema():
         ("text_imputed", pa.bool_()),
         ("audio_imputed", pa.bool_()),
         ("vision_imputed", pa.bool_()),
+        ("face_track", pa.int32()),
+        ("faces_in_frame", pa.int32()),
+        ("speaker_confidence", pa.float32()),
+        ("face_box", pa.list_(pa.float32(), 4)),
     ]
     assert [(f.name, f.type) for f in schema] == expected
-    assert all(not f.nullable for f in schema)
+    # Only the face record may be null (features imported without one).
+    assert all(not f.nullable for f in schema if f.name not in FACE_COLUMNS)
+    assert all(schema.field(c).nullable for c in FACE_COLUMNS)
     assert set(schema.metadata) == {METADATA_KEY}
 
 

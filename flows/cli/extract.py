@@ -41,6 +41,11 @@ def print_summary(result: ExtractResult, out=sys.stdout) -> None:
         f"  devices: {devices}",
         file=out,
     )
+    faces = s.get("faces") or {}
+    if faces.get("speaker_selection"):
+        shown = ", ".join(f"#{k} {t['words']}" for k, t in faces["tracks"].items() if t["words"])
+        print(f"  faces: up to {faces['max_in_frame']} in frame; words per speaking face: {shown or 'none'}; "
+              f"{faces['words_without_speaker']} with no visible speaker", file=out)
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
