@@ -31,3 +31,9 @@ def cached(key: Hashable, load: Callable[[], T]) -> T:
         if key not in _models:
             _models[key] = load()
         return _models[key]
+
+
+def loaded(key: Hashable) -> Any | None:
+    """The model under ``key`` if it is already loaded, else None (nothing is loaded)."""
+    with _guard:
+        return _models.get(key)

@@ -154,6 +154,12 @@ def native_stderr_silenced():
             os.close(devnull)
 
 
+def close_quietly(task) -> None:
+    """Close a MediaPipe task without its teardown chatter ("DestroyAccelerator ...") on fd 2."""
+    with native_stderr_silenced():
+        task.close()
+
+
 class FacialExtractor(FrameExtractor):
     name = "mediapipe-facelandmarker"
     modality = "vision"
@@ -168,9 +174,9 @@ class FacialExtractor(FrameExtractor):
         # Load the model once now so a bad bundle fails here, not after decoding a long video.
         # No landmarker is kept between videos: one left open at interpreter exit cannot be
         # closed any more (MediaPipe's call executor is already shut down) and prints a traceback.
-        self._create().close()
+        close_quietly(self._create())
         if self.config.max_faces > 1:
-            self._create_scout().close()
+            close_quietly(self._create_scout())
 
     @property
     def feature_names(self) -> list[str]:
@@ -326,12 +332,12 @@ class FacialExtractor(FrameExtractor):
                         # anew and the landmarks of the faces it has get noisier.
                         multi, first_frame, following = True, i, seen
                         if following == self.config.max_faces:
-                            scout.close()
+                            close_quietly(scout)
                             scout = None
                         # Earlier frames stay with their landmarkers; the new ones start fresh here.
                         old, landmarkers = landmarkers, [self._create(following) for _ in range(n_streams)]
                         for k, landmarker in enumerate(old):
-                            workers[k].submit(landmarker.close)
+                            workers[k].submit(close_quietly, landmarker)
                 k = (i - first_frame) % n_streams
                 first = i - first_frame < n_streams
                 job = workers[k].submit(self._detect, landmarkers[k], rgb, stamp, t, clip.path, first)
@@ -344,9 +350,9 @@ class FacialExtractor(FrameExtractor):
             for worker in workers:
                 worker.shutdown(wait=True, cancel_futures=True)
             for landmarker in landmarkers:
-                landmarker.close()
+                close_quietly(landmarker)
             if scout is not None:
-                scout.close()
+                close_quietly(scout)
         report(progress, self.modality, total, total)
         return self._track(np.asarray(times, np.float64), found, multi)
 

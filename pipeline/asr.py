@@ -29,7 +29,7 @@ from core.blocks import blocks
 from core.config import WordsConfig
 from core.errors import InputError, ModelError
 from core.memory import release_memory
-from core.models import cached
+from core.models import cached, loaded
 from core.records import Audio, Word
 from pipeline.forced_alignment import DECODER_LOCK
 from pipeline.signal import FRAME, SAMPLE_RATE, Pcm16, frame_energy_db, samples_16k, speech_frames, to_pcm16
@@ -45,6 +45,7 @@ LANGUAGE_SURE = 0.8
 LANGUAGE_SAMPLE_S = 120.0  # detection looks at the speech in the first two minutes
 # Longest stretch of audio handed to Whisper at once (see ``speech_blocks``).
 WHISPER_BLOCK_S = 180.0
+KEEP_DETECTOR_S = 600.0  # beside tiny.en, base's detector stays loaded after videos up to this long
 QUIET_FRAMES = 25  # 10 ms frames averaged when looking for a pause to cut long audio at
 
 
@@ -187,20 +188,32 @@ class WhisperRecogniser:
             f":beam={c.beam_size}:vad={int(c.vad_filter)}:nsp={c.no_speech_threshold}"
         )
 
-    def _detector(self):
+    def _detector(self, keep: bool = True):
         """A multilingual model for language detection: this one, or base beside an
-        English-only model (tiny.en cannot tell languages apart)."""
+        English-only model (tiny.en cannot tell languages apart). With ``keep`` False, base is
+        loaded for this one check and not kept, unless it is loaded already."""
         if self.model.model.is_multilingual:
             return self.model
-        return self._cached_model(resolve_whisper("base").path)
+        path = resolve_whisper("base").path
+        if keep:
+            return self._cached_model(path)
+        key = ("whisper", str(path), self._device, self._index, self.compute_type)
+        return loaded(key) or _load_whisper(path, self._device, self._index, self.compute_type)
 
     def heard_language(self, samples: np.ndarray) -> tuple[str, float]:
-        """(language code, probability) of the speech in the first two minutes."""
+        """(language code, probability) of the speech in the first two minutes.
+
+        Beside tiny.en, base is kept loaded for the next video, except for a video longer than
+        ``KEEP_DETECTOR_S``: there its 140 MB would sit through the whole transcription, on top
+        of the longest audio, while loading it again costs half a second."""
         head = samples[: int(LANGUAGE_SAMPLE_S * SAMPLE_RATE)]
+        keep = len(samples) <= KEEP_DETECTOR_S * SAMPLE_RATE
         try:
-            language, probability, _ = self._detector().detect_language(head, vad_filter=True)
+            language, probability, _ = self._detector(keep).detect_language(head, vad_filter=True)
         except (ValueError, RuntimeError) as err:
             raise ModelError(f"Whisper's language detection failed on this audio ({err})") from None
+        if not keep:
+            release_memory()  # the detector just dropped (when it was not kept) goes back to the system
         return language, float(probability)
 
     def language_verdict(self, heard: str, p: float) -> list[str]:

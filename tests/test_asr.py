@@ -377,3 +377,19 @@ def test_whisper_runs_where_it_can_with_the_arithmetic_that_suits_the_device(mon
     assert whisper_compute_type("int8_float16", "cuda") == "int8_float16"
     with pytest.raises(ValueError, match="words.device must be auto, cpu, cuda or cuda:N"):
         WordsConfig(device="gpu")
+
+
+def test_base_beside_tiny_en_is_kept_for_short_videos_and_freed_after_long_ones(jfk, monkeypatch):
+    """tiny.en asks base for the language; after a long video base is not left loaded through
+    the transcription (memory), after a short one it stays for the next video (speed)."""
+    import pipeline.asr as asr_module
+
+    cfg = WordsConfig(asr_model="tiny.en", compute_type="int8_float32")  # cache keys of its own
+    rec = WhisperRecogniser(cfg)
+    key = ("whisper", str(resolve_whisper("base").path), "cpu", 0, "int8_float32")
+    monkeypatch.setattr(asr_module, "KEEP_DETECTOR_S", 5.0)  # jfk (11 s) counts as long
+    assert rec.heard_language(jfk.samples)[0] == "en"
+    assert core.models.loaded(key) is None
+    monkeypatch.setattr(asr_module, "KEEP_DETECTOR_S", 600.0)
+    assert rec.heard_language(jfk.samples)[0] == "en"
+    assert core.models.loaded(key) is not None
