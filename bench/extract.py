@@ -124,7 +124,8 @@ def speed_rows(configs: dict[str, ExtractConfig], clips: dict[str, Path], modes:
                     s = r.summary
                     runs.append({"clip": clip_name, "mode": mode, "label": label, "duration": s["duration_s"],
                                  "stages": s["stages_s"], "total": s["total_s"], "cpu": time.process_time() - cpu0,
-                                 "words": s["words"], "face": s["face_coverage"], "output": r.output})
+                                 "words": s["words"], "face": s["face_coverage"], "output": r.output,
+                                 "devices": s.get("devices", {})})
                 runs.sort(key=lambda r: r["total"])
                 rows.append({**runs[len(runs) // 2], "cpu": float(np.median([r["cpu"] for r in runs]))})
     return rows
@@ -132,7 +133,7 @@ def speed_rows(configs: dict[str, ExtractConfig], clips: dict[str, Path], modes:
 
 def print_speed(rows: list[dict]) -> None:
     head = ("| clip | words from | settings | media s | " + " | ".join(STAGES)
-            + " | total s | x real time | vs reference | CPU s | CPU vs reference | words | face |")
+            + " | total s | x real time | vs reference | CPU s | CPU vs reference | words | face | Whisper on |")
     print(head)
     print("|" + "---|" * (head.count("|") - 1))
     reference = {(r["clip"], r["mode"]): r for r in rows if r["label"] == "reference"}
@@ -142,7 +143,8 @@ def print_speed(rows: list[dict]) -> None:
         wall = f"{ref['total'] / r['total']:.2f}x" if ref else ""
         cpu = f"{ref['cpu'] / r['cpu']:.2f}x" if ref else ""
         print(f"| {r['clip']} | {r['mode']} | {r['label']} | {r['duration']:.1f} | {cells} | {r['total']:.2f} | "
-              f"{r['duration'] / r['total']:.1f} | {wall} | {r['cpu']:.1f} | {cpu} | {r['words']} | {r['face']:.0%} |")
+              f"{r['duration'] / r['total']:.1f} | {wall} | {r['cpu']:.1f} | {cpu} | {r['words']} | {r['face']:.0%} | "
+              f"{r['devices'].get('words', '?')} |")
 
 
 def face_agreement(reference: Path, other: Path) -> dict[str, float]:
@@ -252,6 +254,10 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="keep the feature files in this folder")
     args = parser.parse_args()
     configs = {"reference": ExtractConfig().with_overrides(REFERENCE), "defaults": ExtractConfig()}
+    import ctranslate2
+
+    if ctranslate2.get_cuda_device_count() > 0:  # GPU rows are the defaults; these are the CPU ones
+        configs["defaults on CPU"] = ExtractConfig().with_overrides({"words.device": "cpu"})
     for name, *settings in args.variant:
         configs[name] = ExtractConfig().with_overrides({k: parse_value(v) for k, v in (s.split("=", 1) for s in settings)})
 
