@@ -34,12 +34,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import ctranslate2  # noqa: E402
 import numpy as np  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
-from core.config import ExtractConfig, cache_dir  # noqa: E402
+from core.config import ExtractConfig, WordsConfig, cache_dir  # noqa: E402
 from extractors import EXTRACTORS, extractor_for  # noqa: E402
+from extractors.facial import BLENDSHAPES, GEOMETRY, POSE  # noqa: E402
+from mmlatch.score import score_videos  # noqa: E402
+from pipeline.asr import make_recogniser  # noqa: E402
 from pipeline.extract import extract_video  # noqa: E402
+from pipeline.media import decode_audio  # noqa: E402
+from pipeline.words import words_for  # noqa: E402
+from tests.asr_tools import FixedRecogniser, word_errors  # noqa: E402
 from tests.media_fixtures import load_audio, mux  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
@@ -72,15 +79,11 @@ def long_clip() -> Path:
 
 
 def recognised_transcript(video: Path) -> Path:
-    """The clip's words as a plain-text transcript (from one Whisper base pass, cached), so the
+    """The clip's words as a plain-text transcript (from one pass of the default recogniser, cached), so the
     "words given" rows time forced alignment on the same words. Not named like a sidecar, so
     the ASR rows do not pick it up."""
     out = cache_dir() / "bench" / f"{video.stem}.words.txt"
     if not out.exists():
-        from core.config import WordsConfig
-        from pipeline.asr import make_recogniser
-        from pipeline.media import decode_audio
-
         text = make_recogniser(WordsConfig()).recognise(decode_audio(video)).text
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text.strip() + "\n")
@@ -100,7 +103,6 @@ def load_models(config: ExtractConfig) -> float:
     t0 = time.perf_counter()
     for modality in EXTRACTORS:
         extractor_for(modality, config)
-    from pipeline.asr import make_recogniser
 
     make_recogniser(config.words).model  # noqa: B018 - load now
     return time.perf_counter() - t0
@@ -150,7 +152,6 @@ def print_speed(rows: list[dict]) -> None:
 def face_agreement(reference: Path, other: Path) -> dict[str, float]:
     """Median over each feature group of the per-word Pearson r between two files of the same
     words (rows where either imputed the face are left out)."""
-    from extractors.facial import BLENDSHAPES, GEOMETRY, POSE
 
     a, b = pq.read_table(reference), pq.read_table(other)
     va, vb = np.stack(a.column("vision").to_numpy(zero_copy_only=False)), np.stack(b.column("vision").to_numpy(zero_copy_only=False))
@@ -175,9 +176,6 @@ def face_agreement(reference: Path, other: Path) -> dict[str, float]:
 
 def asr_quality(configs: dict[str, ExtractConfig]) -> dict[str, dict[str, float]]:
     """WER (all, clean recordings) and median start error (ms) on truth16k and GRID per config."""
-    from pipeline.asr import make_recogniser
-    from pipeline.words import words_for
-    from tests.asr_tools import FixedRecogniser, word_errors
 
     asr = bench_asr()
     sets = asr.datasets()
@@ -209,7 +207,6 @@ def asr_quality(configs: dict[str, ExtractConfig]) -> dict[str, dict[str, float]
 
 def starter_scores(configs: dict[str, ExtractConfig], keep: Path) -> dict[str, dict[str, float]]:
     """The starter model's overall score per shared talking-head clip, per config."""
-    from mmlatch.score import score_videos
 
     videos = [DATA / "videos" / v for v in TALKING_HEADS]
     out = {}
@@ -254,7 +251,6 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="keep the feature files in this folder")
     args = parser.parse_args()
     configs = {"reference": ExtractConfig().with_overrides(REFERENCE), "defaults": ExtractConfig()}
-    import ctranslate2
 
     if ctranslate2.get_cuda_device_count() > 0:  # GPU rows are the defaults; these are the CPU ones
         configs["defaults on CPU"] = ExtractConfig().with_overrides({"words.device": "cpu"})

@@ -169,9 +169,14 @@ class WhisperRecogniser:
         where = "cpu" if self._device == "cpu" else f"cuda:{self._index}"
         return f"{where}:{self.compute_type}"
 
+    def _model_key(self, path: Path) -> tuple:
+        return ("whisper", str(path), self._device, self._index, self.compute_type)
+
+    def _load(self, path: Path):
+        return _load_whisper(path, self._device, self._index, self.compute_type)
+
     def _cached_model(self, path: Path):
-        key = ("whisper", str(path), self._device, self._index, self.compute_type)
-        return cached(key, lambda: _load_whisper(path, self._device, self._index, self.compute_type))
+        return cached(self._model_key(path), lambda: self._load(path))
 
     @property
     def model(self):
@@ -197,8 +202,7 @@ class WhisperRecogniser:
         path = resolve_whisper("base").path
         if keep:
             return self._cached_model(path)
-        key = ("whisper", str(path), self._device, self._index, self.compute_type)
-        return loaded(key) or _load_whisper(path, self._device, self._index, self.compute_type)
+        return loaded(self._model_key(path)) or self._load(path)
 
     def heard_language(self, samples: np.ndarray) -> tuple[str, float]:
         """(language code, probability) of the speech in the first two minutes.

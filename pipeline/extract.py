@@ -66,14 +66,13 @@ def feature_key(config: ExtractConfig, transcript: Transcript | None = None) -> 
     """Everything that changes the features: the extraction settings, the identity of the words
     stage (the transcript's hash, or the ASR model's weights and settings when there is none),
     the extractors' versions. With a transcript, the recogniser's settings do not matter."""
+    return _feature_key(config, words_stage_id(config.words, transcript))
+
+
+def _feature_key(config: ExtractConfig, words_stage: str) -> str:
     settings = config.to_dict()
     settings.pop("words")
-    parts = [
-        json.dumps(settings, sort_keys=True),
-        words_stage_id(config.words, transcript),
-        __version__,
-    ]
-    return digest("|".join(parts))[:20]
+    return digest("|".join([json.dumps(settings, sort_keys=True), words_stage, __version__]))[:20]
 
 
 def find_transcript(video: Path, transcript: str | Path | None) -> Path | None:
@@ -176,7 +175,8 @@ def extract_video(
     writable_folder(out.parent, MIN_FREE_BYTES)
     transcript_path = find_transcript(video, transcript)
     script = read_transcript(transcript_path) if transcript_path else None
-    key = feature_key(config, script)
+    words_stage = words_stage_id(config.words, script)  # recorded in the file too
+    key = _feature_key(config, words_stage)
     if not force:
         if (meta := stored_features(out, sha, key)) is not None:
             return ExtractResult(str(video), out, name, True, meta.summary)
@@ -184,11 +184,11 @@ def extract_video(
     with claim(out, video):
         if not force and (meta := stored_features(out, sha, key)) is not None:  # done meanwhile
             return ExtractResult(str(video), out, name, True, meta.summary)
-        return _extract(video, out, name, sha, key, config, transcript_path, script, progress, t0)
+        return _extract(video, out, name, sha, key, words_stage, config, transcript_path, script, progress, t0)
 
 
 def _extract(
-    video: Path, out: Path, name: str, sha: str, key: str, config: ExtractConfig,
+    video: Path, out: Path, name: str, sha: str, key: str, words_stage: str, config: ExtractConfig,
     transcript_path: Path | None, script: Transcript | None, progress: Progress | None, t_all: float,
 ) -> ExtractResult:
     """The extraction itself, once the output is known to be missing or stale and claimed."""
@@ -312,7 +312,7 @@ def _extract(
             "feature_key": key,
             # what made the words: the transcript's hash, or the recogniser (model, weights'
             # hash, device kind and arithmetic, decoding settings) and the aligner
-            "words_stage": words_stage_id(config.words, script),
+            "words_stage": words_stage,
             "duration_s": summary["duration_s"],
             "transcript": str(transcript_path) if transcript_path else None,
         },

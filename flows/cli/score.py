@@ -115,8 +115,8 @@ def cmd_score(args: argparse.Namespace) -> int:
         print(f"mmpipe: error: {outcome.error}", file=sys.stderr)
 
     # Deferred: the model side pulls in torch (~1.5 s), which `mmpipe --help` does not need.
-    from mmlatch.report import report_info, report_views, write_report
-    from mmlatch.score import score_videos
+    from mmlatch.report import report_info, report_views, write_report  # deferred: torch, see above
+    from mmlatch.score import score_videos  # deferred: torch, see above
 
     run = score_videos(
         args.videos, checkpoint=args.checkpoint, features_dir=args.features_dir, config=config,
