@@ -132,8 +132,10 @@ def whisper_compute_type(compute_type: str, device: str) -> str:
 def _load_whisper(path: Path, device: str, index: int, compute_type: str):
     from faster_whisper import WhisperModel  # deferred: 0.7 s to import, Whisper backend only
 
+    from pipeline.whisper_features import BlockwiseFeatureExtractor  # deferred with faster_whisper
+
     try:
-        return WhisperModel(
+        model = WhisperModel(
             str(path),
             device=device,
             device_index=index,
@@ -143,6 +145,8 @@ def _load_whisper(path: Path, device: str, index: int, compute_type: str):
         )
     except Exception as err:  # corrupt/foreign folder: CTranslate2 raises RuntimeError/ValueError
         raise ModelError(f"cannot load Whisper model ({type(err).__name__}: {err})", str(path)) from None
+    model.feature_extractor = BlockwiseFeatureExtractor.replacing(model.feature_extractor)
+    return model
 
 
 def _decoding_errors_as_model_errors(segments):

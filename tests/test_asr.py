@@ -12,6 +12,7 @@ import socket
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import core.models
@@ -393,3 +394,27 @@ def test_base_beside_tiny_en_is_kept_for_short_videos_and_freed_after_long_ones(
     monkeypatch.setattr(asr_module, "KEEP_DETECTOR_S", 600.0)
     assert rec.heard_language(jfk.samples)[0] == "en"
     assert core.models.loaded(key) is not None
+
+
+@pytest.mark.parametrize("seconds", [0.03, 3.0, 30.0, 30.01, 77.7])
+def test_blockwise_whisper_features_equal_faster_whispers_bit_for_bit(seconds):
+    """The spectra are computed 30 s at a time to keep long audio's peak memory down; the
+    features Whisper reads must not change by a bit, at block edges and across several blocks."""
+    from faster_whisper.feature_extractor import FeatureExtractor
+
+    from pipeline.whisper_features import BlockwiseFeatureExtractor
+
+    speech = np.concatenate([load_audio(DATA / "speech" / name).samples
+                             for name in ("pyannote_sample.wav", "harvard_list1_16k.wav", "jfk.flac")] * 2)
+    x = speech[: int(seconds * 16000)]
+    reference = FeatureExtractor(feature_size=80)
+    blockwise = BlockwiseFeatureExtractor.replacing(FeatureExtractor(feature_size=80))
+    assert np.array_equal(blockwise(x), reference(x))
+    assert np.array_equal(blockwise(x, chunk_length=15), reference(x, chunk_length=15))
+    assert (blockwise.n_samples, blockwise.nb_max_frames) == (reference.n_samples, reference.nb_max_frames)
+
+
+def test_loaded_whisper_uses_the_blockwise_features(whisper_base):
+    from pipeline.whisper_features import BlockwiseFeatureExtractor
+
+    assert isinstance(whisper_base.model.feature_extractor, BlockwiseFeatureExtractor)
