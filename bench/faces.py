@@ -28,6 +28,7 @@ from core.config import FacialConfig, cache_dir  # noqa: E402
 from extractors.facial import FacialExtractor  # noqa: E402
 from pipeline import media  # noqa: E402
 from pipeline.speaker import speaker_features  # noqa: E402
+from pipeline.signal import audio_energy_db  # noqa: E402
 from tests.media_fixtures import side_by_side, speech_words  # noqa: E402
 
 VIDEOS = ROOT.parent / "shared" / "data" / "videos"
@@ -54,7 +55,7 @@ def measure(path: Path, config: FacialConfig, repeat: int) -> dict:
         track = extractor.extract(clip)
         extract_s.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
-        speaker_features(track, audio, utterances, config)
+        speaker_features(track, audio_energy_db(audio), utterances, config)
         choice_s.append(time.perf_counter() - t0)
     faces = track.faces
     return {

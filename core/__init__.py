@@ -5,4 +5,6 @@ and the process-wide cache of loaded models (``models``). Plain code: it imports
 of mmpipe and importing it only defines things.
 """
 
-__version__ = "0.1.0"
+# Part of every feature key (pipeline.extract): raised whenever the same video and settings give
+# different numbers, so files and caches made by an earlier version are not taken for this one.
+__version__ = "0.1.1"

@@ -34,7 +34,7 @@ from core.blocks import Block, blocks, chunks
 from core.config import AcousticConfig
 from core.memory import release_memory
 from core.progress import Progress, report
-from core.records import Audio, FrameFeatures
+from core.records import Audio, FloatSamples, FrameFeatures
 from extractors.base import Clip, FrameExtractor
 
 # Trough depth of the normalised difference below which a frame counts as voiced. YIN's own
@@ -97,8 +97,8 @@ class PitchInput:
 
     FEED = 1 << 17  # input samples handed to the resampler at a time
 
-    def __init__(self, y: np.ndarray, sr: int, hop: int, fmax: float):
-        self.y = y  # (n,) float32 at sr
+    def __init__(self, y: np.ndarray | FloatSamples, sr: int, hop: int, fmax: float):
+        self.y = y  # (n,) float32 at sr, read a slice at a time
         self.resampled = sr > PITCH_RATE and fmax * 4 <= PITCH_RATE and (hop * PITCH_RATE) % sr == 0
         if self.resampled:
             self.sr, self.hop = PITCH_RATE, hop * PITCH_RATE // sr
@@ -277,7 +277,7 @@ class AcousticExtractor(FrameExtractor):
         per block, the cheap part), the second computes everything with it. Deltas then filter
         the assembled MFCC columns block by block, with the filter's reach as context."""
         cfg = self.config
-        y = np.ascontiguousarray(audio.samples, dtype=np.float32)
+        y = audio.floats  # float32 a block at a time
         sr = int(audio.sample_rate)
         hop = self._hop(sr)
         n_frames = 1 + len(y) // hop
@@ -313,7 +313,7 @@ class AcousticExtractor(FrameExtractor):
         win = max(8, int(round(self.config.win_s * sr)))
         return self._hop(sr), win, _next_pow2(win)
 
-    def _block_samples(self, y: np.ndarray, sr: int, block: Block) -> np.ndarray:
+    def _block_samples(self, y: FloatSamples, sr: int, block: Block) -> np.ndarray:
         """The samples a block reads: frame j of them is frame ``block.lo + j`` of the signal."""
         hop = self._hop(sr)
         last = block.hi >= 1 + len(y) // hop
@@ -325,13 +325,13 @@ class AcousticExtractor(FrameExtractor):
         mag = np.abs(librosa.stft(ys, n_fft=n_fft, hop_length=hop, win_length=win, center=True))[:, own]
         return mag, librosa.feature.melspectrogram(S=mag**2, sr=sr, n_mels=N_MELS, fmax=sr / 2)
 
-    def _log_mel(self, y: np.ndarray, sr: int, block: Block) -> np.ndarray:
+    def _log_mel(self, y: FloatSamples, sr: int, block: Block) -> np.ndarray:
         """(40, t) float32 log-mel spectrum (dB) of a block's frames, before any floor."""
         _, mel = self._spectrum(self._block_samples(y, sr, block), sr, block.owned)
         return librosa.power_to_db(mel, top_db=None)
 
     def _block_columns(
-        self, y: np.ndarray, sr: int, block: Block, pitch: PitchInput | None, floor: float
+        self, y: FloatSamples, sr: int, block: Block, pitch: PitchInput | None, floor: float
     ) -> tuple[np.ndarray, np.ndarray]:
         """Frames [block.start, block.stop): MFCCs (n_mfcc, t) float32 with the log-mel spectrum
         floored at ``floor`` dB, and the frame-local features f0, voiced, voicing_prob, rms_db

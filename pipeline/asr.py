@@ -30,9 +30,9 @@ from core.config import WordsConfig
 from core.errors import InputError, ModelError
 from core.memory import release_memory
 from core.models import cached, loaded
-from core.records import Audio, Word
+from core.records import Audio, FloatSamples, Word
 from pipeline.forced_alignment import DECODER_LOCK
-from pipeline.signal import FRAME, SAMPLE_RATE, Pcm16, frame_energy_db, samples_16k, speech_frames, to_pcm16
+from pipeline.signal import FRAME, SAMPLE_RATE, frame_energy_db, pcm_16k, speech_frames
 from pipeline.whisper_weights import remembered_sha256, resolve_whisper
 
 log = logging.getLogger(__name__)
@@ -208,7 +208,7 @@ class WhisperRecogniser:
             return self._cached_model(path)
         return loaded(self._model_key(path)) or self._load(path)
 
-    def heard_language(self, samples: np.ndarray) -> tuple[str, float]:
+    def heard_language(self, samples: FloatSamples) -> tuple[str, float]:
         """(language code, probability) of the speech in the first two minutes.
 
         Beside tiny.en, base is kept loaded for the next video, except for a video longer than
@@ -246,12 +246,12 @@ class WhisperRecogniser:
         the same call that transcribes (its speech and features are computed once; nothing is
         decoded before the verdict), an English-only one asks base's detector first."""
         c = self.cfg
-        samples = samples_16k(audio)
+        samples = FloatSamples(pcm_16k(audio))  # float32 a block at a time, as Whisper reads them
         expected = None if c.language == "auto" else c.language
         check = expected is not None and c.check_language
         detect_here = self.model.model.is_multilingual and (expected is None or check)
         warnings = self.language_verdict(*self.heard_language(samples)) if check and not detect_here else []
-        spans = speech_blocks(samples, self.block_s)
+        spans = speech_blocks(samples.pcm, self.block_s)
         kept: list[Segment] = []
         first = None
         language = None if detect_here else expected
@@ -315,8 +315,8 @@ class WhisperRecogniser:
         return kept
 
 
-def speech_blocks(samples: np.ndarray, block_s: float) -> list[tuple[int, int]]:
-    """Sample spans ``[lo, hi)`` of at most ``block_s`` seconds covering ``samples`` (16 kHz),
+def speech_blocks(pcm: np.ndarray, block_s: float) -> list[tuple[int, int]]:
+    """Sample spans ``[lo, hi)`` of at most ``block_s`` seconds covering ``pcm`` (16 kHz int16),
     cut in a pause near each even split, so no word is cut in two; audio no longer than one
     block is one span.
 
@@ -325,9 +325,9 @@ def speech_blocks(samples: np.ndarray, block_s: float) -> list[tuple[int, int]]:
     memory (VAD frames, the joined speech and its log-mel spectrum: ~50 MB per minute of audio).
     """
     size = max(1, int(block_s * SAMPLE_RATE) // FRAME)  # in 10 ms frames
-    if len(samples) <= size * FRAME:
-        return [(0, len(samples))]
-    energy = frame_energy_db(Pcm16(samples))  # (n_frames,) dB
+    if len(pcm) <= size * FRAME:
+        return [(0, len(pcm))]
+    energy = frame_energy_db(pcm)  # (n_frames,) dB
     quiet = np.convolve(energy, np.ones(QUIET_FRAMES) / QUIET_FRAMES, mode="same")  # dB over 250 ms
 
     def in_pause(lo: int, hi: int, target: int) -> int:
@@ -337,7 +337,7 @@ def speech_blocks(samples: np.ndarray, block_s: float) -> list[tuple[int, int]]:
         return int(candidates[np.argmin(np.abs(candidates - target))])
 
     spans = blocks(len(energy), size, cut=in_pause)
-    return [(b.start * FRAME, len(samples) if b.stop >= len(energy) else b.stop * FRAME) for b in spans]
+    return [(b.start * FRAME, len(pcm) if b.stop >= len(energy) else b.stop * FRAME) for b in spans]
 
 
 class PocketsphinxRecogniser:
@@ -357,7 +357,7 @@ class PocketsphinxRecogniser:
         return f"pocketsphinx-{importlib.metadata.version('pocketsphinx')}:en-us"
 
     def recognise(self, audio: Audio) -> Transcription:
-        pcm = to_pcm16(audio)
+        pcm = pcm_16k(audio)
         energy = frame_energy_db(pcm)
         segments: list[Segment] = []
         with DECODER_LOCK:
@@ -425,7 +425,7 @@ class TransformersRecogniser:
         return f"transformers:{self.model_type}:{self.path.name}@{self._identity[:16]}:lang={self.cfg.language}"
 
     def recognise(self, audio: Audio) -> Transcription:
-        samples = samples_16k(audio)
+        samples = FloatSamples(pcm_16k(audio))[:]  # the pipeline reads one whole float array
         kwargs: dict = {"return_timestamps": "word"}
         if self.model_type == "whisper":
             gen = {"task": "transcribe", "num_beams": 1}

@@ -32,6 +32,7 @@ from pipeline.media import decode_audio, is_silent, probe, video_clip
 from pipeline.names import output_path, video_name
 from pipeline.pooling import pool_to_words
 from pipeline.schema import MODALITIES, FeatureSchema, ModalitySpec, StoreMetadata
+from pipeline.signal import audio_energy_db
 from pipeline.speaker import speaker_features
 from pipeline.store import feature_table, read_metadata, write_table
 from pipeline.transcripts import Transcript, find_sidecar, read_transcript
@@ -207,6 +208,7 @@ def _extract(
 
     # Inputs with no speech to work on fail before any expensive stage starts.
     silent = audio is None or is_silent(audio)
+    duration = float(info.duration or (audio.duration if audio else 0.0))
     if audio is None and script is None:
         raise InputError("no audio track, so no speech to transcribe (give --transcript)", str(video))
     if silent and script is None:
@@ -246,7 +248,7 @@ def _extract(
         if silent and script is not None:
             why = "no audio track" if audio is None else "audio is silent"
             warnings.append(f"{why}: transcript words spread evenly over the video, audio features imputed")
-            words = spread_words(script.words, info.duration or (audio.duration if audio else 1.0))
+            words = spread_words(script.words, duration or 1.0)
             utterances = split_utterances(words, config.words, script)
         else:
             try:
@@ -261,8 +263,11 @@ def _extract(
         tick("words", t0)
         clip.utterances = utterances
         all_words = clip.words
-        for modality, future in started.items():
-            ex, track, seconds = future.result()
+        # What the speaker choice reads of the audio (1.4 MB an hour): the samples themselves
+        # (115 MB an hour) are let go as soon as the acoustic track is made.
+        energy = audio_energy_db(audio) if audio is not None else None
+        for modality in list(started):
+            ex, track, seconds = started.pop(modality).result()
             devices[modality] = ex.device
             t0 = time.perf_counter()
             if track is None:  # a word extractor: its turn now
@@ -275,7 +280,7 @@ def _extract(
                 if coverage[modality] == 0.0 and ex.absent_warning:
                     warnings.append(ex.absent_warning)
                 if track.faces is not None:  # whose face each word shows (pipeline.speaker)
-                    choice = speaker_features(track, audio, utterances, config.facial)
+                    choice = speaker_features(track, energy, utterances, config.facial)
                     features[modality], faces, faces_summary = choice.features, choice.faces, choice.summary
                     unspoken = faces_summary["words_without_speaker"]
                     if unspoken and silent:
@@ -286,6 +291,9 @@ def _extract(
                                         "speaker): their facial features are imputed and flagged")
                 else:
                     features[modality] = pool_to_words(track, all_words)
+            track = None  # pooled: the frames (69 MB an hour of audio) are not kept while the next waits
+            if modality == "audio":
+                clip.audio = audio = None
             stages[modality] = round(seconds + time.perf_counter() - t0, 3)
     finally:
         abandoned.set()  # after an error, stop the frame tracks at their next progress step
@@ -296,7 +304,7 @@ def _extract(
         "words": len(all_words),
         "utterances": len(utterances),
         "face_coverage": round(coverage.get("vision", 0.0), 4),
-        "duration_s": round(float(info.duration or (audio.duration if audio else 0.0)), 3),
+        "duration_s": round(duration, 3),
         "words_imputed": {m: int(features[m].imputed.sum()) for m in MODALITIES},
         "faces": faces_summary,
         "language": language,

@@ -17,19 +17,16 @@ from pathlib import Path
 import av
 import numpy as np
 
-from core.blocks import chunks
 from core.errors import InputError
-from core.records import Audio, VideoInfo
+from core.records import Audio, VideoInfo, pcm16
 from extractors.base import Clip
-from pipeline.signal import Pcm16, frame_energy_db, level_dbfs
+from pipeline.signal import audio_energy_db, level_dbfs
 
 # A decoded video must reach this close (s) to its stated end, else the file was cut short.
 _TAIL_SLACK_S = 1.5
 # Index entries looked at when checking that the file still holds all the data its index
 # points to; the last packets of a stream are at the end of the index.
 _INDEX_TAIL = 64
-# Samples handled at a time by the whole-signal passes over decoded audio (clipping, levels).
-_LEVEL_BLOCK = 1 << 20
 
 
 def _fail(path: str | os.PathLike, cause: str) -> InputError:
@@ -204,12 +201,12 @@ class _SampleBuffer:
     """Decoded samples gathered in fixed pages, then joined into one array.
 
     Collecting FFmpeg's small frames in a list and concatenating them (then prepending the
-    start padding) held the signal two to three times over: 230 MB per hour each. Pages of 4 MB
-    are mapped and unmapped on their own (see ``core.memory``), and each is freed as soon as
-    it is copied out, so the join needs little more than the result itself.
+    start padding) held the signal two to three times over. Pages of 2 MB are mapped and
+    unmapped on their own (see ``core.memory``), and each is freed as soon as it is copied out,
+    so the join needs little more than the result itself.
     """
 
-    PAGE = 1 << 20  # samples per page: (PAGE,) float32
+    PAGE = 1 << 20  # samples per page: (PAGE,) int16
 
     def __init__(self) -> None:
         self.pages: list[np.ndarray] = []
@@ -219,7 +216,7 @@ class _SampleBuffer:
     def append(self, samples: np.ndarray) -> None:
         while samples.size:
             if self.fill == self.PAGE:
-                self.pages.append(np.empty(self.PAGE, np.float32))
+                self.pages.append(np.empty(self.PAGE, np.int16))
                 self.fill = 0
             take = min(samples.size, self.PAGE - self.fill)
             self.pages[-1][self.fill : self.fill + take] = samples[:take]
@@ -228,12 +225,12 @@ class _SampleBuffer:
             samples = samples[take:]
 
     def join(self, offset: int) -> np.ndarray:
-        """(offset + size,) float32: ``offset`` zeros first, or with a negative offset the
+        """(offset + size,) int16: ``offset`` zeros first, or with a negative offset the
         first ``-offset`` samples dropped. Empties the buffer."""
         skip = max(0, -offset)
         lead = max(0, offset)
-        out = np.empty(lead + max(0, self.size - skip), np.float32)
-        out[:lead] = 0.0
+        out = np.empty(lead + max(0, self.size - skip), np.int16)
+        out[:lead] = 0
         at, pos = lead, 0  # write position in out, read position in the stream
         self.pages.reverse()
         while self.pages:
@@ -249,7 +246,7 @@ class _SampleBuffer:
 
 
 def decode_audio(path: str | os.PathLike, sample_rate: int = 16000) -> Audio | None:
-    """The first audio stream as mono float32 at ``sample_rate``; None when there is no audio.
+    """The first audio stream as mono 16-bit samples at ``sample_rate``; None when there is no audio.
 
     Samples are placed on the container's timeline: a stream that starts late is preceded by
     digital silence, so sample ``i`` is at ``i / sample_rate`` seconds like every other track.
@@ -268,9 +265,9 @@ def decode_audio(path: str | os.PathLike, sample_rate: int = 16000) -> Audio | N
                 if first_time is None and frame.time is not None:
                     first_time = frame.time
                 for out in resampler.resample(frame):
-                    buffer.append(out.to_ndarray().reshape(-1))
+                    buffer.append(pcm16(out.to_ndarray().reshape(-1)))
             for out in resampler.resample(None):  # flush the resampler's delay line
-                buffer.append(out.to_ndarray().reshape(-1))
+                buffer.append(pcm16(out.to_ndarray().reshape(-1)))
         except av.error.FFmpegError as err:
             raise _fail(path, f"corrupt audio stream ({_ffmpeg_reason(err)})") from None
         if buffer.size == 0:
@@ -281,8 +278,6 @@ def decode_audio(path: str | os.PathLike, sample_rate: int = 16000) -> Audio | N
             raise _fail(path, f"truncated audio: it stops at {decoded:.2f} s of a stated {stated:.2f} s")
         # a negative offset is encoder priming before time zero
         samples = buffer.join(int(round(((first_time or 0.0) - _origin(container)) * sample_rate)))
-        for part in chunks(samples.size, _LEVEL_BLOCK):
-            np.clip(samples[part], -1.0, 1.0, out=samples[part])
         return Audio(samples=samples, sample_rate=sample_rate)
 
 
@@ -371,7 +366,7 @@ def audio_level_dbfs(audio: Audio) -> float:
     """Loudness of the loud parts of ``audio`` (``pipeline.signal.level_dbfs`` of its frames)."""
     if len(audio.samples) == 0:
         return -np.inf
-    return level_dbfs(frame_energy_db(Pcm16.of(audio)))
+    return level_dbfs(audio_energy_db(audio))
 
 
 def is_silent(audio: Audio | None, threshold_dbfs: float = -50.0) -> bool:

@@ -24,26 +24,12 @@ _BLOCK = FRAME * 6400  # 64 s
 _NOISE_BLOCK = FRAME * 1600  # 16 s: comfort noise is drawn again per block when a search reads it
 
 
-def _pcm16(samples: np.ndarray) -> np.ndarray:
-    return (np.clip(samples, -1.0, 1.0) * 32767).astype(np.int16)
-
-
-def samples_16k(audio: Audio) -> np.ndarray:
-    """Mono float32 samples at 16 kHz, what Whisper and pocketsphinx read: the one resampler of
-    mmpipe (soxr, high quality) for audio decoded at another rate."""
-    samples = np.ascontiguousarray(audio.samples, dtype=np.float32).reshape(-1)
-    if audio.sample_rate != SAMPLE_RATE:
-        samples = soxr.resample(samples, audio.sample_rate, SAMPLE_RATE, quality="HQ").astype(np.float32)
-    return samples
-
-
-def to_pcm16(audio: Audio) -> np.ndarray:
-    """16 kHz int16 samples, the format pocketsphinx's default acoustic model expects."""
-    samples = samples_16k(audio)
-    out = np.empty(len(samples), np.int16)
-    for part in chunks(len(samples), _BLOCK):
-        out[part] = _pcm16(samples[part])
-    return out
+def pcm_16k(audio: Audio) -> np.ndarray:
+    """(n,) int16 samples at 16 kHz, what Whisper and pocketsphinx read: the audio's own samples
+    (no copy) at that rate, else through the one resampler of mmpipe (soxr, high quality)."""
+    if audio.sample_rate == SAMPLE_RATE:
+        return audio.samples
+    return soxr.resample(audio.samples, audio.sample_rate, SAMPLE_RATE, quality="HQ")
 
 
 def _quiet_frames(pcm) -> np.ndarray:
@@ -89,27 +75,27 @@ def with_comfort_noise(pcm: np.ndarray, level: float = 3.0) -> np.ndarray | None
 class Pcm16:
     """A recording's 16 kHz int16 samples, made a slice at a time as the searches read them.
 
-    A search reads at most ``max_span_s`` of audio; holding the whole recording as int16, once as
-    decoded and once with comfort noise, cost 230 MB an hour beside the float audio. Every slice
-    is bit-identical to that slice of ``to_pcm16`` (with noise: of ``with_comfort_noise``): the
-    conversion is per sample, and the noise of a block is drawn again from the generator state
-    saved at the block's start. Supports ``len`` and ``view[a:b]`` (an int16 array).
+    A search reads at most ``max_span_s`` of audio; holding the recording a second time with
+    comfort noise cost 115 MB an hour. Every slice is bit-identical to that slice of
+    ``with_comfort_noise(pcm_16k(audio))``: the noise of a block is drawn again from the
+    generator state saved at the block's start. Supports ``len`` and ``view[a:b]`` (an int16
+    array of its own).
     """
 
     def __init__(self, samples: np.ndarray, noise: tuple[np.ndarray, float, list[dict]] | None = None):
-        self.samples = samples  # (n,) float32 at 16 kHz
+        self.samples = samples  # (n,) int16 at 16 kHz
         self._noise = noise  # (quiet frames, level, generator state at each _NOISE_BLOCK)
         self._drawn: tuple[int, np.ndarray] | None = None  # the last block of noise drawn
 
     @classmethod
     def of(cls, audio: Audio) -> "Pcm16":
-        return cls(samples_16k(audio))
+        return cls(pcm_16k(audio))
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def with_comfort_noise(self, level: float) -> "Pcm16 | None":
-        """Like ``with_comfort_noise(to_pcm16(audio), level)``, without making either array."""
+        """Like ``with_comfort_noise(pcm_16k(audio), level)``, without making either array."""
         if len(self) // FRAME == 0:
             return None
         quiet = _quiet_frames(self)
@@ -135,7 +121,7 @@ class Pcm16:
         start, stop, step = key.indices(len(self))
         if step != 1:
             raise ValueError("Pcm16 slices are contiguous")
-        pcm = _pcm16(self.samples[start:stop])
+        pcm = self.samples[start:stop].copy()
         if self._noise is None or stop <= start:
             return pcm
         quiet = self._noise[0]
@@ -155,6 +141,12 @@ def frame_energy_db(pcm) -> np.ndarray:
         frames = pcm[part].astype(np.float32).reshape(-1, FRAME) / 32768.0
         energy[part.start // FRAME : part.stop // FRAME] = 10 * np.log10(np.mean(frames**2, axis=1) + 1e-10)
     return energy
+
+
+def audio_energy_db(audio: Audio) -> np.ndarray:
+    """``frame_energy_db`` of ``audio`` at 16 kHz: (n_frames,) float32, 1.4 MB an hour, what
+    the level checks and the speaker choice read instead of holding on to the samples."""
+    return frame_energy_db(pcm_16k(audio))
 
 
 def _smooth(x: np.ndarray, width: int) -> np.ndarray:

@@ -42,9 +42,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from core.config import FacialConfig
-from core.records import Audio, FaceTracks, FrameFeatures, Utterance, WordFaces, WordFeatures
+from core.records import FaceTracks, FrameFeatures, Utterance, WordFaces, WordFeatures
 from pipeline.pooling import impute_between, pool_to_words
-from pipeline.signal import FRAME_S, frame_energy_db, speech_frames, to_pcm16
+from pipeline.signal import FRAME_S, speech_frames
 
 # The blendshapes that move when a face articulates (jaw and lips). Narrower sets (jawOpen with
 # the lip distances, the articulation blendshapes only) scored as well or better on single-face
@@ -67,14 +67,14 @@ class SpeakerChoice:
     summary: dict
 
 
-def loudness(audio: Audio | None, times: np.ndarray, fps: float) -> tuple[np.ndarray, np.ndarray]:
+def loudness(energy: np.ndarray | None, times: np.ndarray, fps: float) -> tuple[np.ndarray, np.ndarray]:
     """Per frame time: speech loudness (dB full scale: the mean 10 ms frame energy over the
     frame's own sampling interval, floored 50 dB under the loud parts so that digital silence
     and room noise count as the same quiet) and the share of that interval that is speech
     (``pipeline.signal.speech_frames``, the one definition of speech)."""
-    if audio is None or len(times) == 0:
+    if energy is None or len(times) == 0:
         return np.zeros(len(times)), np.zeros(len(times))
-    energy = frame_energy_db(to_pcm16(audio)).astype(np.float64)
+    energy = energy.astype(np.float64)
     if energy.size == 0:
         return np.zeros(len(times)), np.zeros(len(times))
     speech = speech_frames(energy.astype(np.float32)).astype(np.float64)
@@ -216,9 +216,10 @@ def _most_in_frame(times: np.ndarray, per_frame: np.ndarray, starts: np.ndarray,
 
 
 def speaker_features(
-    track: FrameFeatures, audio: Audio | None, utterances: Sequence[Utterance], config: FacialConfig
+    track: FrameFeatures, energy: np.ndarray | None, utterances: Sequence[Utterance], config: FacialConfig
 ) -> SpeakerChoice:
-    """Vision features per word (in utterance order) from the face of whoever speaks it."""
+    """Vision features per word (in utterance order) from the face of whoever speaks it;
+    ``energy`` is the speech's 10 ms frame energies (``audio_energy_db``), None without audio."""
     words = [w for u in utterances for w in u.words]
     utterance = np.array([u.index for u in utterances for _ in u.words], np.int64)
     starts = np.array([w.start for w in words], np.float64)
@@ -256,7 +257,7 @@ def speaker_features(
         present = np.zeros(len(times), bool)
         present[faces.frame[mine]] = True
         motion[:, j], valid[:, j] = articulation(mouth, present, width)
-    loud, speech = loudness(audio, times, config.fps)
+    loud, speech = loudness(energy, times, config.fps)
     order = np.argsort(mids, kind="stable")
     scores = sync_scores(times, motion, valid, sound_change(loud, width), mids[order], config.speaker_window_s, speech)
     path, conf = choose_speakers(scores, utterance[order], config.speaker_min_sync, config.speaker_switch_penalty)

@@ -13,7 +13,7 @@ import av
 import numpy as np
 
 from core.records import Audio, Utterance, Word
-from pipeline.signal import FRAME_S, frame_energy_db, speech_frames, to_pcm16
+from pipeline.signal import FRAME_S, audio_energy_db, speech_frames
 
 # A film review in German, for the spoken-language checks (espeak-ng's German voice).
 GERMAN = ("Guten Tag. Heute möchte ich über den Film sprechen, den wir gestern im Kino gesehen haben. "
@@ -172,7 +172,7 @@ def _duration(video: str | Path) -> float:
 def speech_words(audio: Audio, piece_s: float = 0.25, pause_s: float = 0.35) -> list[Utterance]:
     """Word-sized pieces of the speech stretches of ``audio`` (the speaker choice never reads the
     text, only the times), with utterances split at pauses longer than ``pause_s``."""
-    speech = speech_frames(frame_energy_db(to_pcm16(audio)))
+    speech = speech_frames(audio_energy_db(audio))
     edges = np.flatnonzero(np.diff(np.r_[0, speech.astype(int), 0]))
     utterances: list[Utterance] = []
     current: list[Word] = []

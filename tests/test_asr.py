@@ -389,10 +389,10 @@ def test_base_beside_tiny_en_is_kept_for_short_videos_and_freed_after_long_ones(
     rec = WhisperRecogniser(cfg)
     key = ("whisper", str(resolve_whisper("base").path), "cpu", 0, "int8_float32")
     monkeypatch.setattr(asr_module, "KEEP_DETECTOR_S", 5.0)  # jfk (11 s) counts as long
-    assert rec.heard_language(jfk.samples)[0] == "en"
+    assert rec.heard_language(jfk.floats)[0] == "en"
     assert core.models.loaded(key) is None
     monkeypatch.setattr(asr_module, "KEEP_DETECTOR_S", 600.0)
-    assert rec.heard_language(jfk.samples)[0] == "en"
+    assert rec.heard_language(jfk.floats)[0] == "en"
     assert core.models.loaded(key) is not None
 
 
@@ -404,7 +404,7 @@ def test_blockwise_whisper_features_equal_faster_whispers_bit_for_bit(seconds):
 
     from pipeline.whisper_features import BlockwiseFeatureExtractor
 
-    speech = np.concatenate([load_audio(DATA / "speech" / name).samples
+    speech = np.concatenate([load_audio(DATA / "speech" / name).floats[:]
                              for name in ("pyannote_sample.wav", "harvard_list1_16k.wav", "jfk.flac")] * 2)
     x = speech[: int(seconds * 16000)]
     reference = FeatureExtractor(feature_size=80)

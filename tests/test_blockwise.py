@@ -117,21 +117,21 @@ def test_blocks_cut_where_asked_within_a_quarter_block():
 def test_sample_pages_join_like_one_concatenate(monkeypatch, offset):
     monkeypatch.setattr(media._SampleBuffer, "PAGE", 1000)
     rng = np.random.default_rng(0)
-    pieces = [rng.standard_normal(int(n)).astype(np.float32) for n in rng.integers(0, 700, 40)]
+    pieces = [rng.integers(-32768, 32768, int(n)).astype(np.int16) for n in rng.integers(0, 700, 40)]
     buffer = media._SampleBuffer()
     for p in pieces:
         buffer.append(p)
     whole = np.concatenate(pieces)
-    expected = np.concatenate([np.zeros(offset, np.float32), whole]) if offset >= 0 else whole[-offset:]
+    expected = np.concatenate([np.zeros(offset, np.int16), whole]) if offset >= 0 else whole[-offset:]
     np.testing.assert_array_equal(buffer.join(offset), expected)
     assert buffer.pages == [] and buffer.size == 0  # each page let go once copied
 
 
 def test_decoded_long_audio_is_the_same_samples(tmp_path, speech):
     path = tmp_path / "long.wav"
-    soundfile.write(path, speech, SR, subtype="FLOAT")  # ~100 s: several 4 MB pages
+    soundfile.write(path, speech, SR, subtype="FLOAT")  # ~100 s: several 2 MB pages
     decoded = media.decode_audio(path)
-    np.testing.assert_array_equal(decoded.samples, np.clip(speech, -1, 1))
+    np.testing.assert_array_equal(decoded.samples, _pcm16_whole(speech))
 
 
 def test_level_by_blocks_equals_whole_signal(monkeypatch, speech):
@@ -167,8 +167,7 @@ def with_silence(speech) -> Audio:
 
 def test_aligner_int16_noise_and_energy_by_blocks(monkeypatch, with_silence):
     monkeypatch.setattr(signal, "_BLOCK", 160 * 777)
-    pcm = _pcm16_whole(with_silence.samples)
-    np.testing.assert_array_equal(signal.to_pcm16(with_silence), pcm)
+    pcm = with_silence.samples  # int16 as held
     np.testing.assert_array_equal(signal.with_comfort_noise(pcm), _comfort_noise_whole(pcm))
     n = len(pcm) // 160
     energy = 10 * np.log10(np.mean((pcm[: n * 160].astype(np.float32).reshape(n, 160) / 32768.0) ** 2, axis=1) + 1e-10)
@@ -177,7 +176,7 @@ def test_aligner_int16_noise_and_energy_by_blocks(monkeypatch, with_silence):
 
 def test_lazy_int16_slices_equal_the_whole_arrays(monkeypatch, with_silence):
     monkeypatch.setattr(signal, "_NOISE_BLOCK", 160 * 333)
-    pcm = _pcm16_whole(with_silence.samples)
+    pcm = with_silence.samples
     noisy = _comfort_noise_whole(pcm)
     lazy = signal.Pcm16.of(with_silence)
     lazy_noisy = lazy.with_comfort_noise(3.0)
@@ -258,14 +257,14 @@ def test_acoustic_working_memory_follows_the_block(speech):
 
 def test_speech_blocks_cut_at_pauses(transcribed):
     samples, _ = transcribed
-    spans = speech_blocks(samples, 30.0)
+    spans = speech_blocks(_pcm16_whole(samples), 30.0)
     assert spans[0][0] == 0 and spans[-1][1] == len(samples) and len(spans) >= 3
     assert all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
     assert all(hi - lo <= 30 * SR for lo, hi in spans)
     for _, cut in spans[:-1]:  # a cut lies in a pause: 100 ms around it are >30 dB under the speech
         around = samples[cut - 800 : cut + 800]
         assert 20 * np.log10(np.sqrt(np.mean(around**2)) + 1e-9) < 20 * np.log10(np.sqrt(np.mean(samples**2))) - 30
-    assert speech_blocks(samples[: 20 * SR], 30.0) == [(0, 20 * SR)]
+    assert speech_blocks(_pcm16_whole(samples[: 20 * SR]), 30.0) == [(0, 20 * SR)]
 
 
 @pytest.mark.slow
@@ -285,7 +284,7 @@ def test_whisper_blocks_hear_what_one_pass_hears(transcribed):
     assert word_error_rate(reference, text(blocked)) <= word_error_rate(reference, text(whole)) + 0.03
     starts = [w.start for w in blocked.words]
     assert starts == sorted(starts) and 0 <= starts[0] and blocked.words[-1].end <= len(samples) / SR + 0.5
-    cuts = [hi / SR for _, hi in speech_blocks(samples, 30.0)[:-1]]
+    cuts = [hi / SR for _, hi in speech_blocks(_pcm16_whole(samples), 30.0)[:-1]]
     assert not any(w.start < c < w.end - 0.05 for w in blocked.words for c in cuts)
 
 
@@ -302,3 +301,18 @@ def test_word_pooling_in_passes_equals_one_pass(monkeypatch, speech):
     passes = pooling.pool_to_words(track, words)
     np.testing.assert_array_equal(one.values, passes.values)
     np.testing.assert_array_equal(one.imputed, passes.imputed)
+
+
+def test_audio_is_held_as_int16_and_read_as_float_blocks():
+    """Half float32's memory; float readers get exactly the int16 values scaled, a slice at a time."""
+    x = np.array([0.0, 0.5, -0.5, 1.0, -1.0, 1.7, -3.0, 1e-6], np.float32)
+    audio = Audio(x, SR)
+    assert audio.samples.dtype == np.int16
+    np.testing.assert_array_equal(audio.samples, _pcm16_whole(x))  # what pocketsphinx always read
+    view = audio.floats
+    assert len(view) == len(x)
+    np.testing.assert_array_equal(view[2:6], audio.samples[2:6].astype(np.float32) / np.float32(32767))
+    assert np.abs(view[:] - np.clip(x, -1, 1)).max() <= 1 / 32767
+    with pytest.raises(TypeError):
+        view[::2]
+    assert np.shares_memory(Audio(audio.samples, SR).samples, audio.samples)  # int16 is taken as it is

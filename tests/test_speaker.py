@@ -17,6 +17,7 @@ from extractors.facial import FacialExtractor
 from pipeline import media
 from pipeline.extract import extract_video
 from pipeline.pooling import pool_to_words
+from pipeline.signal import audio_energy_db
 from pipeline.speaker import (
     NOBODY,
     articulation,
@@ -223,7 +224,7 @@ def check_speaker(shots: dict[str, Shot], clip: str, speaker: str, listener: str
     utterances = speech_words(shot.audio)
     words = [w for u in utterances for w in u.words]
     assert len(words) >= 10
-    choice = speaker_features(shot.track, shot.audio, utterances, FacialConfig())
+    choice = speaker_features(shot.track, audio_energy_db(shot.audio), utterances, FacialConfig())
     spoken = ~choice.features.imputed
     assert spoken.mean() >= 0.9
     # one identity, on the speaker's side of the picture
@@ -248,7 +249,7 @@ def check_voice_over(shot: Shot, label: str) -> None:
     """Unrelated speech over two talking faces: nobody visible speaks it, so the words' face
     features are imputed and flagged instead of taken from a face."""
     utterances = speech_words(shot.audio)
-    choice = speaker_features(shot.track, shot.audio, utterances, FacialConfig())
+    choice = speaker_features(shot.track, audio_energy_db(shot.audio), utterances, FacialConfig())
     print(f"{label}: {len(choice.faces.track)} words, {np.mean(choice.faces.track == NOBODY):.0%} without a speaker")
     assert len(choice.faces.track) >= 10
     assert np.mean(choice.faces.track == NOBODY) >= 0.9
@@ -298,7 +299,7 @@ def test_the_choice_follows_a_turn_from_one_face_to_the_other(shots):
     shot = shots["AB_turn"]
     utterances = speech_words(shot.audio)
     words = [w for u in utterances for w in u.words]
-    choice = speaker_features(shot.track, shot.audio, utterances, FacialConfig())
+    choice = speaker_features(shot.track, audio_energy_db(shot.audio), utterances, FacialConfig())
     centre = 0.5 * (choice.faces.boxes[:, 0] + choice.faces.boxes[:, 2])
     side = np.where(choice.faces.track == NOBODY, "none", np.where(centre < 0.5, "left", "right"))
     mids = np.array([0.5 * (w.start + w.end) for w in words])
@@ -325,8 +326,8 @@ def test_two_shot_faces_are_the_same_every_run(shots, extractor):
     for name in ("frame", "track", "boxes", "values"):
         assert getattr(first, name).tobytes() == getattr(again.faces, name).tobytes(), name
     utterances = speech_words(shot.audio)
-    a = speaker_features(shot.track, shot.audio, utterances, FacialConfig())
-    b = speaker_features(again, shot.audio, utterances, FacialConfig())
+    a = speaker_features(shot.track, audio_energy_db(shot.audio), utterances, FacialConfig())
+    b = speaker_features(again, audio_energy_db(shot.audio), utterances, FacialConfig())
     assert a.features.values.tobytes() == b.features.values.tobytes()
     assert a.faces.track.tolist() == b.faces.track.tolist() and a.summary == b.summary
 

@@ -68,7 +68,7 @@ def test_real_sst_and_mosi_files_read_completely(tmp_path):
 def test_espeak_word_timings_follow_the_speech():
     words = ("It's", "a", "lovely", "film,", "with", "lovely", "performances.")
     speech = speak(words, voice_for("timing-test"))
-    x, sr = speech.audio.samples, speech.audio.sample_rate
+    x, sr = speech.audio.floats[:], speech.audio.sample_rate
     starts = np.array([w.start for w in speech.words])
     ends = np.array([w.end for w in speech.words])
     assert [w.text for w in speech.words] == list(words)
