@@ -418,3 +418,27 @@ def test_loaded_whisper_uses_the_blockwise_features(whisper_base):
     from pipeline.whisper_features import BlockwiseFeatureExtractor
 
     assert isinstance(whisper_base.model.feature_extractor, BlockwiseFeatureExtractor)
+
+
+def test_the_quick_language_look_answers_only_for_sure_expected_speech(german, jfk, monkeypatch):
+    """The first 10 s of speech, unpadded, answer when they are surely the expected language;
+    German, or too little speech, go to Whisper's full check, whose verdict is unchanged."""
+    from faster_whisper import WhisperModel
+
+    rec = WhisperRecogniser(WordsConfig(asr_model="tiny.en"))
+    full_checks = []
+    real = WhisperModel.detect_language
+
+    def counted(self, *args, **kwargs):
+        full_checks.append(1)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(WhisperModel, "detect_language", counted)
+    language, p = rec.heard_language(jfk.floats, "en")
+    assert language == "en" and p >= 0.8 and full_checks == []
+    assert rec.heard_language(jfk.floats) == pytest.approx(("en", 0.935), abs=0.01)  # the full check
+    assert len(full_checks) == 1
+    assert rec.heard_language(german.floats, "en")[0] == "de" and len(full_checks) == 2
+    assert rec.heard_language(german.floats, "en") == rec.heard_language(german.floats)
+    half_second = Audio(jfk.samples[16000 : 16000 + 8000], 16000)
+    assert rec.heard_language(half_second.floats, "en") == rec.heard_language(half_second.floats)
