@@ -201,12 +201,12 @@ class _SampleBuffer:
     """Decoded samples gathered in fixed pages, then joined into one array.
 
     Collecting FFmpeg's small frames in a list and concatenating them (then prepending the
-    start padding) held the signal two to three times over. Pages of 2 MB are mapped and
-    unmapped on their own (see ``core.memory``), and each is freed as soon as it is copied out,
-    so the join needs little more than the result itself.
+    start padding) held the signal two to three times over. Pages of 4 MB, at glibc's mapping
+    threshold (see ``core.memory``), are mapped and unmapped on their own, and each is freed as
+    soon as it is copied out, so the join needs little more than the result itself.
     """
 
-    PAGE = 1 << 20  # samples per page: (PAGE,) int16
+    PAGE = 1 << 21  # samples per page: (PAGE,) int16, 4 MB
 
     def __init__(self) -> None:
         self.pages: list[np.ndarray] = []

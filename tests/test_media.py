@@ -13,6 +13,7 @@ import pytest
 
 from core.errors import InputError
 from pipeline import media
+from pipeline.signal import pcm_16k
 from tests.conftest import DATA, SPEECH, VIDEOS
 
 KATIE = VIDEOS / "WDA_KatieHill_000.mp4"
@@ -69,6 +70,9 @@ def test_decode_audio_resamples_stereo_flac_and_other_rates():
     assert audio.duration == pytest.approx(11.0, abs=0.01)
     low = media.decode_audio(SPEECH / "jfk.flac", sample_rate=8000)
     assert low.sample_rate == 8000 and len(low.samples) == pytest.approx(11.0 * 8000, abs=80)
+    speech = pcm_16k(low)  # what the recognisers read: 16-bit at 16 kHz through soxr
+    assert speech.dtype == np.int16 and len(speech) == 2 * len(low.samples)
+    assert pcm_16k(audio) is audio.samples  # already 16 kHz: no copy
 
 
 def test_decode_audio_mpeg_ps():
