@@ -2,6 +2,7 @@
 
     python bench/extract.py [--no-quality] [--repeat 3] [--clips short long] [--modes asr given]
                             [--variant NAME KEY=VALUE ...]
+    python bench/extract.py --face-rates 15 12 10 7.5
 
 Rows: "reference" is the earlier defaults (Whisper base with beam 5 for English, faces at 15
 fps), "defaults" today's; ``--variant`` adds a row of your own settings (e.g.
@@ -17,6 +18,9 @@ Quality (each row against the reference): WER on the ASR set of ``bench/asr.py``
 clean recordings), median word-timing error on truth16k and GRID, the per-word facial features
 of the 60 s clip with the same words (Pearson r per feature, median over each group), and the
 starter model's overall score of each shared talking-head clip (largest difference).
+
+``--face-rates`` measures instead what sparser face sampling costs against the truth it
+estimates, each word's features over every frame of the video (see ``face_rates``).
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 import ctranslate2  # noqa: E402
 import numpy as np  # noqa: E402
+import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
 from core.config import ExtractConfig, WordsConfig, cache_dir  # noqa: E402
@@ -232,6 +237,34 @@ def print_quality(configs: dict[str, ExtractConfig], rows: list[dict], keep: Pat
         f"{v}: " + " / ".join(f"{scores[label].get(v, float('nan')):+.2f}" for label in configs) for v in scores["reference"]))
 
 
+def face_rates(rates: list[float], keep: Path) -> None:
+    """What sampling faces more sparsely costs, against the truth a rate estimates: each word's
+    facial features averaged over every frame of the video. On the 60 s clip (words given) and
+    on the shared talking heads together (recognised words, the same at every rate)."""
+    every = 1000.0  # above any video's frame rate: every decoded frame is sampled
+    heads = [DATA / "videos" / v for v in TALKING_HEADS]
+    long, transcript = long_clip(), recognised_transcript(long_clip())
+    files: dict[float, tuple[Path, Path]] = {}
+    seconds: dict[float, float] = {}
+    for fps in [every, *rates]:
+        config = ExtractConfig().with_overrides({"facial.fps": fps})
+        out = extract_video(long, keep / f"rate{fps:g}" / "long", config, transcript=transcript, force=True)
+        seconds[fps] = out.summary["stages_s"]["vision"]
+        tables = [pq.read_table(extract_video(v, keep / f"rate{fps:g}" / "heads", config, force=True).output)
+                  for v in heads]
+        joined = keep / f"rate{fps:g}" / "heads.parquet"
+        pq.write_table(pa.concat_tables(tables), joined)
+        files[fps] = (out.output, joined)
+    print(f"\nface sampling rate against every frame — {time.strftime('%Y-%m-%d')}, {platform.node()}")
+    print("per-word Pearson r, median over each group; the 60 s clip, then the talking heads together\n")
+    print("| faces per second | vision s (60 s clip) | blendshapes | pose | geometry | heads: blendshapes | pose | geometry |")
+    print("|---|---|---|---|---|---|---|---|")
+    for fps in rates:
+        a, b = (face_agreement(files[every][k], files[fps][k]) for k in (0, 1))
+        print(f"| {fps:g} | {seconds[fps]:.2f} | {a['blendshapes']:.3f} | {a['pose']:.3f} | {a['geometry']:.3f} | "
+              f"{b['blendshapes']:.3f} | {b['pose']:.3f} | {b['geometry']:.3f} |")
+
+
 def parse_value(text: str):
     """10 -> 10, true -> True, tiny.en -> "tiny.en" (JSON where it parses, else the text)."""
     try:
@@ -249,7 +282,13 @@ def main() -> None:
     parser.add_argument("--variant", nargs="+", action="append", default=[], metavar="NAME KEY=VALUE",
                         help="an extra row: a name, then settings (words.beam_size=1 facial.fps=10 ...)")
     parser.add_argument("--keep", type=Path, help="keep the feature files in this folder")
+    parser.add_argument("--face-rates", type=float, nargs="+", metavar="FPS",
+                        help="instead: per-word facial features at these rates against every frame")
     args = parser.parse_args()
+    if args.face_rates:
+        with tempfile.TemporaryDirectory() as tmp:
+            face_rates(args.face_rates, args.keep or Path(tmp))
+        return
     configs = {"reference": ExtractConfig().with_overrides(REFERENCE), "defaults": ExtractConfig()}
 
     if ctranslate2.get_cuda_device_count() > 0:  # GPU rows are the defaults; these are the CPU ones
