@@ -141,7 +141,6 @@ def main() -> None:
     parser.add_argument("--no-reference", action="store_true", help="skip the reference row")
     parser.add_argument("--keep", type=Path, help="work folder to keep (default: a temporary one)")
     args = parser.parse_args()
-    config = DEFAULTS
 
     work = args.keep or Path(tempfile.mkdtemp(prefix="mmpipe-bench-"))
     clips = make_clips(work / "clips", args.clips)
@@ -153,7 +152,7 @@ def main() -> None:
             empty = work / "empty"
             empty.mkdir(exist_ok=True)
             subprocess.run([sys.executable, __file__, "--_run", "embedded", "1", str(empty), str(work / "out-warmup"),
-                            json.dumps(config)], cwd=ROOT, env=env, check=True, capture_output=True)
+                            json.dumps(DEFAULTS)], cwd=ROOT, env=env, check=True, capture_output=True)
         if "server" in args.modes:
             server = LocalServer(env, work / "server.log")
         rows = []

@@ -243,7 +243,8 @@ def face_rates(rates: list[float], keep: Path) -> None:
     on the shared talking heads together (recognised words, the same at every rate)."""
     every = 1000.0  # above any video's frame rate: every decoded frame is sampled
     heads = [DATA / "videos" / v for v in TALKING_HEADS]
-    long, transcript = long_clip(), recognised_transcript(long_clip())
+    long = long_clip()
+    transcript = recognised_transcript(long)
     files: dict[float, tuple[Path, Path]] = {}
     seconds: dict[float, float] = {}
     for fps in [every, *rates]:

@@ -27,8 +27,8 @@ import numpy as np  # noqa: E402
 from core.config import FacialConfig, cache_dir  # noqa: E402
 from extractors.facial import FacialExtractor  # noqa: E402
 from pipeline import media  # noqa: E402
-from pipeline.speaker import speaker_features  # noqa: E402
 from pipeline.signal import audio_energy_db  # noqa: E402
+from pipeline.speaker import speaker_features  # noqa: E402
 from tests.media_fixtures import side_by_side, speech_words  # noqa: E402
 
 VIDEOS = ROOT.parent / "shared" / "data" / "videos"

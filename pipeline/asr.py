@@ -136,7 +136,8 @@ def whisper_compute_type(compute_type: str, device: str) -> str:
 def _load_whisper(path: Path, device: str, index: int, compute_type: str):
     from faster_whisper import WhisperModel  # deferred: 0.7 s to import, Whisper backend only
 
-    from pipeline.whisper_features import BlockwiseFeatureExtractor  # deferred with faster_whisper
+    # deferred: it imports faster_whisper (0.7 s), which only the Whisper backend needs
+    from pipeline.whisper_features import BlockwiseFeatureExtractor
 
     try:
         model = WhisperModel(
@@ -228,7 +229,7 @@ class WhisperRecogniser:
         Beside tiny.en, base is kept loaded for the next video, except for a video longer than
         ``KEEP_DETECTOR_S``: there its 140 MB would sit through the whole transcription, on top
         of the longest audio, while loading it again costs half a second."""
-        from faster_whisper.vad import collect_chunks, get_speech_timestamps  # deferred with faster_whisper
+        from faster_whisper.vad import collect_chunks, get_speech_timestamps  # deferred: 0.7 s, as above
 
         head = samples[: int(LANGUAGE_SAMPLE_S * SAMPLE_RATE)]
         keep = len(samples) <= KEEP_DETECTOR_S * SAMPLE_RATE

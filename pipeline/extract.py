@@ -28,7 +28,7 @@ from core.progress import Progress, report
 from core.records import FrameFeatures, Word, WordFaces, WordFeatures
 from extractors import EXTRACTORS, Extractor, extractor_for
 from pipeline.claims import claim
-from pipeline.media import decode_audio, is_silent, probe, video_clip
+from pipeline.media import decode_audio, is_quiet, probe, video_clip
 from pipeline.names import output_path, video_name
 from pipeline.pooling import pool_to_words
 from pipeline.schema import MODALITIES, FeatureSchema, ModalitySpec, StoreMetadata
@@ -206,8 +206,11 @@ def _extract(
     if info.frame_count == 0 and audio is None:
         raise InputError("no video frames and no audio", str(video))
 
-    # Inputs with no speech to work on fail before any expensive stage starts.
-    silent = audio is None or is_silent(audio)
+    # Inputs with no speech to work on fail before any expensive stage starts. The 10 ms frame
+    # energies serve this check and later the speaker choice (1.4 MB an hour), so the samples
+    # themselves (115 MB an hour) can be let go as soon as the acoustic track is made.
+    energy = audio_energy_db(audio) if audio is not None else None
+    silent = energy is None or is_quiet(energy)
     duration = float(info.duration or (audio.duration if audio else 0.0))
     if audio is None and script is None:
         raise InputError("no audio track, so no speech to transcribe (give --transcript)", str(video))
@@ -263,9 +266,6 @@ def _extract(
         tick("words", t0)
         clip.utterances = utterances
         all_words = clip.words
-        # What the speaker choice reads of the audio (1.4 MB an hour): the samples themselves
-        # (115 MB an hour) are let go as soon as the acoustic track is made.
-        energy = audio_energy_db(audio) if audio is not None else None
         for modality in list(started):
             ex, track, seconds = started.pop(modality).result()
             devices[modality] = ex.device

@@ -369,14 +369,21 @@ def audio_level_dbfs(audio: Audio) -> float:
     return level_dbfs(audio_energy_db(audio))
 
 
-def is_silent(audio: Audio | None, threshold_dbfs: float = -50.0) -> bool:
-    """True for missing, digitally silent or near-silent audio (nothing worth transcribing).
+# Loudness of the loud parts under which audio holds nothing worth transcribing: between the
+# loudest parts of near-silent room noise (``single_face.mp4``: -57 dBFS) and quiet real speech
+# (``retalking_face_4.mp4``: -26 dBFS); -60 would call that noise sound.
+SILENT_DBFS = -50.0
 
-    The default sits between the loudest parts of near-silent room noise (``single_face.mp4``:
-    -57 dBFS) and quiet real speech (``retalking_face_4.mp4``: -26 dBFS); -60 would call that
-    noise sound.
-    """
-    return audio is None or audio_level_dbfs(audio) < threshold_dbfs
+
+def is_quiet(energy: np.ndarray, threshold_dbfs: float = SILENT_DBFS) -> bool:
+    """True when audio with these 10 ms frame energies (``audio_energy_db``) is digitally silent
+    or near-silent, for a caller that keeps the energies for more than this check."""
+    return level_dbfs(energy) < threshold_dbfs
+
+
+def is_silent(audio: Audio | None, threshold_dbfs: float = SILENT_DBFS) -> bool:
+    """True for missing, digitally silent or near-silent audio (nothing worth transcribing)."""
+    return audio is None or is_quiet(audio_energy_db(audio), threshold_dbfs)
 
 
 __all__ = [
@@ -385,5 +392,6 @@ __all__ = [
     "decode_audio",
     "iter_frames",
     "audio_level_dbfs",
+    "is_quiet",
     "is_silent",
 ]
