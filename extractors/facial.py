@@ -51,6 +51,7 @@ from core.progress import Progress, report
 from core.records import FaceTracks, FrameFeatures
 from extractors.base import Clip, FrameExtractor
 from extractors.face_tracks import assign_identities, landmark_box
+from extractors.landmarker_results import FaceArrays, detect_for_video
 
 # Output order of the FaceLandmarker blendshape model (ARKit names plus "_neutral"); checked
 # against the model's own category names on the first detected face.
@@ -236,29 +237,23 @@ class FacialExtractor(FrameExtractor):
         except (RuntimeError, ValueError):
             return 0  # a frame the detector cannot read: the landmarker will say what is wrong
 
-    def _faces(self, result, width: int, height: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    def _faces(self, found: list[FaceArrays], width: int, height: int) -> list[tuple[np.ndarray, np.ndarray]]:
         """(feature vector, box) of every face found in one frame, in MediaPipe's order."""
-        return [(self._row(result, width, height, k), landmark_box(
-            [(p.x, p.y) for p in result.face_landmarks[k]])) for k in range(len(result.face_landmarks))]
+        return [(self._row(face, width, height), landmark_box(face.points)) for face in found]
 
-    def _row(self, result, width: int, height: int, k: int = 0) -> np.ndarray | None:
-        """The feature vector of face ``k`` of one frame, or None when no face was found."""
-        if len(result.face_landmarks) <= k:
-            return None
+    def _row(self, face: FaceArrays, width: int, height: int) -> np.ndarray:
+        """The feature vector of one face of one frame."""
         row = np.zeros(self.feature_dim, np.float32)
-        categories = result.face_blendshapes[k] if len(result.face_blendshapes) > k else []
-        if len(categories) != len(BLENDSHAPES) or any(
-            c.category_name != n for c, n in zip(categories, BLENDSHAPES)
-        ):
+        if face.names != BLENDSHAPES:
             raise ModelError(
-                f"unexpected blendshape outputs ({len(categories)} categories): not a FaceLandmarker v2 bundle",
+                f"unexpected blendshape outputs ({len(face.names)} categories): not a FaceLandmarker v2 bundle",
                 path=str(self.model_path),
             )
         n_bs = len(BLENDSHAPES)
-        row[:n_bs] = [c.score for c in categories]
-        if len(result.facial_transformation_matrixes) > k:
-            row[n_bs : n_bs + 3] = head_pose(result.facial_transformation_matrixes[k])
-        points = np.array([(p.x * width, p.y * height) for p in result.face_landmarks[k]], np.float64)
+        row[:n_bs] = face.scores
+        if face.matrix is not None:
+            row[n_bs : n_bs + 3] = head_pose(face.matrix)
+        points = face.points.astype(np.float64) * np.array([width, height], np.float64)
         row[n_bs + 3 : n_bs + 7] = face_geometry(points)
         row[-1] = 1.0
         return row
@@ -273,12 +268,12 @@ class FacialExtractor(FrameExtractor):
         try:
             if first:  # the first frame of an instance is where MediaPipe's setup chatter comes
                 with native_stderr_silenced():
-                    result = landmarker.detect_for_video(image, stamp_ms)
+                    found = detect_for_video(landmarker, image, stamp_ms)
             else:
-                result = landmarker.detect_for_video(image, stamp_ms)
+                found = detect_for_video(landmarker, image, stamp_ms)
         except (RuntimeError, ValueError) as err:
             raise InputError(f"face landmarker failed at {t:.2f} s ({err})", path=path) from None
-        return self._faces(result, rgb.shape[1], rgb.shape[0])
+        return self._faces(found, rgb.shape[1], rgb.shape[0])
 
     def extract(self, clip: Clip, progress: Progress | None = None) -> FrameFeatures:
         """Decode sampled frames in this thread and deal them round-robin to ``streams`` landmarkers.
@@ -311,7 +306,7 @@ class FacialExtractor(FrameExtractor):
             t, future = pending.popleft()
             faces = future.result()  # re-raises the landmarker's InputError/ModelError here
             times.append(t)
-            found.append([f for f in (faces or []) if f[0] is not None])
+            found.append(faces or [])
             if len(times) % 50 == 0:
                 report(progress, self.modality, min(len(times), total), total)
 

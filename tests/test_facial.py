@@ -9,7 +9,7 @@ import pytest
 
 from core.config import FacialConfig
 from core.errors import ModelError
-from extractors.facial import BLENDSHAPES, FacialExtractor, face_geometry, head_pose
+from extractors.facial import BLENDSHAPES, FacialExtractor, close_quietly, face_geometry, head_pose
 from pipeline import media
 from tests.conftest import SPEECH, VIDEOS
 
@@ -155,3 +155,41 @@ def test_a_failing_landmarker_stream_stops_the_video_with_one_error(extractor, m
     with pytest.raises(ModelError, match="simulated"):
         run(extractor, "WDA_KatieHill_000.mp4")
     assert len(calls) < 40  # stopped soon, not after the whole video
+
+
+def test_results_read_from_c_equal_mediapipes_own_objects_bit_for_bit(extractor):
+    """The landmarker's C result is read with numpy instead of MediaPipe's per-landmark Python
+    objects: on real frames, one face and two (a two-shot of real talking heads), every number
+    and every feature row is the same."""
+    import mediapipe as mp
+
+    from extractors.landmarker_results import detect_for_video, from_result
+    from tests.media_fixtures import frames_at
+
+    one_face = frames_at(VIDEOS / "WDA_KatieHill_000.mp4", 15, 1.0, 256)
+    two_faces = [np.ascontiguousarray(np.hstack([a, b])) for a, b in zip(
+        one_face, frames_at(VIDEOS / "retalking_face_2.mp4", 15, 1.0, 256))]
+    seen = 0
+    for frames, faces in ((one_face, 1), (two_faces, 2)):
+        ours, theirs = extractor._create(faces), extractor._create(faces)
+        try:
+            for i, rgb in enumerate(frames):
+                image = mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb)
+                a = detect_for_video(ours, image, 67 * i)
+                b = from_result(theirs.detect_for_video(image, 67 * i))
+                assert len(a) == len(b)
+                for fa, fb in zip(a, b):
+                    assert fa.points.dtype == np.float32 and fa.points.shape == (478, 2)
+                    np.testing.assert_array_equal(fa.points, fb.points)
+                    np.testing.assert_array_equal(fa.scores, fb.scores)
+                    np.testing.assert_array_equal(fa.matrix, fb.matrix)
+                    assert fa.names == fb.names == BLENDSHAPES
+                w, h = rgb.shape[1], rgb.shape[0]
+                for (ra, boxa), (rb, boxb) in zip(extractor._faces(a, w, h), extractor._faces(b, w, h)):
+                    np.testing.assert_array_equal(ra, rb)
+                    np.testing.assert_array_equal(boxa, boxb)
+                seen += len(a)
+        finally:
+            close_quietly(ours)
+            close_quietly(theirs)
+    assert seen >= 15 + 2 * 12  # faces found in (nearly) every frame, both faces of the two-shot
