@@ -59,7 +59,7 @@ STAGES = ("decode", "words", "text", "audio", "vision", "write")
 SHORT = "real 8 s"
 LONG = "60 s talking head"
 # The defaults before the throughput work: the reference every run measures beside today's.
-REFERENCE = {"words.asr_model": "base", "words.beam_size": 5}
+REFERENCE = {"words.asr_model": "base", "words.beam_size": 5, "facial.frames": "all"}
 TALKING_HEADS = (  # the shared clips with speech and a face, for the starter-model scores
     "WDA_KatieHill_000.mp4", "retalking_face_1.mp4", "retalking_face_2.mp4", "retalking_face_4.mp4",
     "retalking_face_5.mp4", "desk_woman_stockmarket_9s.mp4", "webcam_woman_parknoise_7s.mp4",

@@ -126,6 +126,13 @@ class FacialConfig:
     # is single-threaded (~21 ms a frame here), so 2 use both cores of a small machine. A fixed
     # number, not the machine's core count, so the features do not depend on where they ran.
     streams: int = 2
+    # "words": landmark only the frames the word pooling reads (the words' own spans, and the
+    # nearest frames of words shorter than two frames; ``core.spans``), once the words are
+    # known; "all": every sampled frame, from the start. Pauses hold ~20 % of the frames of the
+    # shared talking heads; a skipped pause only means the landmarker tracks the face on from
+    # the frame before it. Once a second face is seen, every frame is landmarked either way
+    # (the speaker choice reads mouth motion over seconds around each word).
+    frames: str = "words"
     # Most faces followed at once. With more than one, a face detector looks at the picture every
     # ``scout_every_s`` seconds (~3 ms a look); once it sees a second face, every face is tracked
     # and each word takes the face of whoever speaks it (``pipeline.speaker``). Until then, and
@@ -146,6 +153,7 @@ class FacialConfig:
             ("fps", self.fps > 0, "positive"),
             ("streams", self.streams >= 1, "at least 1"),
             ("max_width", self.max_width >= 32, "at least 32"),
+            ("frames", self.frames in ("words", "all"), "'words' or 'all'"),
         ])
         _require("facial", self, [
             ("max_faces", 1 <= self.max_faces <= 16, "between 1 and 16"),

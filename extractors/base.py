@@ -7,8 +7,9 @@ the pipeline decides how they are decoded). It returns its features with their f
 
 - frame extractors (acoustic, facial) give a time-stamped ``FrameFeatures`` track whose
   ``present`` flags say where the modality was there (a face found, audio at all); the pipeline
-  averages it over each word. They need no words, so they can start as soon as the video is
-  open;
+  averages it over each word. Most need no words and start as soon as the video is open; one
+  whose frames are dear may set ``needs_words`` and compute only the frames the pooling reads
+  (``core.spans``), and the pipeline runs it as soon as the words are known;
 - word extractors (text) give ``WordFeatures``: one vector per word with ``imputed`` flags
   (words that got a stand-in vector). They wait for the words.
 
@@ -27,8 +28,9 @@ import numpy as np
 from core.progress import Progress
 from core.records import Audio, FrameFeatures, Utterance, VideoInfo, Word, WordFeatures
 
-# (fps, max_width) -> (seconds, RGB uint8 H x W x 3) for the frame nearest each instant k / fps
-FrameSource = Callable[[float, int], Iterator[tuple[float, np.ndarray]]]
+# (fps, max_width[, wanted]) -> (seconds, RGB uint8 H x W x 3) for the frame nearest each instant
+# k / fps; with ``wanted(seconds)`` given, the frames it rejects come without a picture (None).
+FrameSource = Callable[..., Iterator[tuple[float, np.ndarray | None]]]
 
 
 @dataclass
@@ -59,7 +61,7 @@ class Clip:
 
 class Extractor(ABC):
     modality: ClassVar[str]  # the Parquet column it fills: "text" | "audio" | "vision"
-    needs_words: ClassVar[bool] = False  # word extractors wait for the words stage
+    needs_words: bool = False  # waits for the words stage (word extractors; see the module doc)
     name: str  # stored in the Parquet metadata, e.g. "librosa-acoustic"
     version: str = "1"  # changes when the features change meaning (model digests included)
     device: str = "cpu"  # where it computes ("cuda" for a model on a GPU): recorded in the summary

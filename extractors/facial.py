@@ -11,7 +11,9 @@ follows. ``pipeline.pooling`` averages ``face_present`` over all frames of a wor
 word's face coverage.
 
 The landmarker runs in VIDEO mode (it tracks the face between frames instead of searching each
-frame anew), fresh instances per video so results never depend on the previous video. One
+frame anew), fresh instances per video so results never depend on the previous video. By
+default it waits for the words and landmarks only the frames the word pooling reads
+(``facial.frames``): the pauses, a fifth of a talking head, are skipped. One
 instance is single-threaded, so ``facial.streams`` instances (default 2) take alternate frames,
 each in its own thread.
 
@@ -49,6 +51,7 @@ from core.errors import InputError, ModelError
 from core.files import sha256_file
 from core.progress import Progress, report
 from core.records import FaceTracks, FrameFeatures
+from core.spans import covered_s, inside, read_spans
 from extractors.base import Clip, FrameExtractor
 from extractors.face_tracks import assign_identities, landmark_box
 from extractors.landmarker_results import FaceArrays, detect_for_video
@@ -168,6 +171,7 @@ class FacialExtractor(FrameExtractor):
 
     def __init__(self, config: FacialConfig | None = None):
         self.config = config or FacialConfig()
+        self.needs_words = self.config.frames == "words"  # only the frames the words read
         self.model_path = resolve_model(self.config.model_path)
         # The model's identity is part of the version, so feature files from another bundle are
         # told apart by the store and by checkpoints.
@@ -281,16 +285,20 @@ class FacialExtractor(FrameExtractor):
         Each landmarker keeps VIDEO-mode tracking over its own share of the frames (every second
         frame at 15 fps is still 7.5 frames a second of a talking head) and runs in its own
         single-thread executor, so its frames stay in order; at most a few frames per stream wait
-        decoded in memory, whatever the video's length. The face detector looks at a frame
-        before it is dealt, so the switch to several faces happens at a frame fixed by the
-        video alone; the landmarkers from then on are fresh multi-face ones.
+        decoded in memory, whatever the video's length. With the clip's words known (``frames =
+        "words"``), only the frames the word pooling reads are landmarked (``core.spans``). The
+        face detector looks at a frame before it is dealt, so the switch to several faces
+        happens at a frame fixed by the video and its words; the landmarkers from then on are
+        fresh multi-face ones, and see every frame.
         """
         if not clip.has_video:
             empty_values = np.zeros((0, self.feature_dim), np.float32)
             no_faces = FaceTracks(np.zeros(0, np.int64), np.zeros(0, np.int64),
                                   np.zeros((0, 4), np.float32), empty_values)
             return FrameFeatures(np.zeros(0), empty_values, np.zeros(0, bool), self.feature_names, no_faces)
-        total = max(1, int(clip.info.duration * self.config.fps))
+        spans = self._read_spans(clip)
+        seconds = clip.info.duration if spans is None else covered_s(spans, clip.info.duration)
+        total = max(1, int(seconds * self.config.fps))
         n_streams = self.config.streams
         times: list[float] = []
         found: list[list[tuple[np.ndarray, np.ndarray]]] = []  # per frame: (row, box) of each face
@@ -316,7 +324,14 @@ class FacialExtractor(FrameExtractor):
                 scout = self._create_scout()
             last_ms = -1
             first_frame = 0  # first frame of the current landmarkers
-            for i, (t, rgb) in enumerate(clip.frames(self.config.fps, self.config.max_width)):
+            # Frames the pooling never reads come without a picture and are skipped, until a
+            # second face is seen; ``i`` counts the landmarked ones.
+            wanted = None if spans is None else (lambda t: multi or inside(spans, t))
+            i = -1
+            for t, rgb in clip.frames(self.config.fps, self.config.max_width, wanted):
+                if rgb is None:
+                    continue
+                i += 1
                 stamp = max(int(round(t * 1000.0)), last_ms + 1)  # VIDEO mode needs strictly increasing ms
                 last_ms = stamp
                 if scout is not None and i % scout_every == 0:
@@ -350,6 +365,17 @@ class FacialExtractor(FrameExtractor):
                 close_quietly(scout)
         report(progress, self.modality, total, total)
         return self._track(np.asarray(times, np.float64), found, multi)
+
+    def _read_spans(self, clip: Clip) -> np.ndarray | None:
+        """The spans whose frames the word pooling reads (``core.spans``), or None for every
+        frame: with ``frames = "all"``, or for a clip without words (a direct call)."""
+        words = clip.words
+        if not self.needs_words or not words:
+            return None
+        period = 1.0 / self.config.fps
+        if clip.info.fps > 0:  # a video with fewer frames a second than sampled gives every frame
+            period = max(period, 1.0 / clip.info.fps)
+        return read_spans(np.array([w.start for w in words]), np.array([w.end for w in words]), period)
 
     def _track(self, times: np.ndarray, found: list[list[tuple[np.ndarray, np.ndarray]]], multi: bool) -> FrameFeatures:
         """The frame track plus every face with its identity. The track's own rows follow the

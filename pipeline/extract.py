@@ -26,7 +26,7 @@ from core.errors import InputError, OutputError
 from core.files import MIN_FREE_BYTES, digest, sha256_file, writable_folder
 from core.progress import Progress, report
 from core.records import FrameFeatures, Word, WordFaces, WordFeatures
-from extractors import EXTRACTORS, Extractor, extractor_for
+from extractors import EXTRACTORS, Extractor, FrameExtractor, extractor_for
 from pipeline.claims import claim
 from pipeline.media import decode_audio, is_quiet, probe, video_clip
 from pipeline.names import output_path, video_name
@@ -219,6 +219,7 @@ def _extract(
 
     clip = video_clip(video, info, audio)
     abandoned = threading.Event()  # set when the words fail: the frame tracks are then not needed
+    words_known = threading.Event()  # set once clip.utterances holds the words (or on failure)
 
     def stage_progress(stage: str, done: float, total: float) -> None:
         if abandoned.is_set():
@@ -226,12 +227,17 @@ def _extract(
         report(progress, stage, done, total)
 
     def start(modality: str) -> tuple[Extractor, FrameFeatures | None, float]:
-        """Load (and warm up) one modality's extractor; frame extractors, which need no words,
-        also run at once."""
+        """Load (and warm up) one modality's extractor; frame extractors run in the background
+        too: at once, or as soon as the words are known when they compute only the frames the
+        words read. Word extractors run later, in turn."""
         ex = extractor_for(modality, config)
         ex.warm_up()
         if ex.needs_words:
-            return ex, None, 0.0
+            if not isinstance(ex, FrameExtractor):
+                return ex, None, 0.0
+            words_known.wait()
+            if abandoned.is_set():
+                raise _Abandoned
         t = time.perf_counter()
         return ex, ex.extract(clip, stage_progress), time.perf_counter() - t
 
@@ -265,6 +271,7 @@ def _extract(
         report(progress, "words", 1, 1)
         tick("words", t0)
         clip.utterances = utterances
+        words_known.set()
         all_words = clip.words
         for modality in list(started):
             ex, track, seconds = started.pop(modality).result()
@@ -297,6 +304,7 @@ def _extract(
             stages[modality] = round(seconds + time.perf_counter() - t0, 3)
     finally:
         abandoned.set()  # after an error, stop the frame tracks at their next progress step
+        words_known.set()  # (and let go a frame track still waiting for the words)
         pool.shutdown(wait=True, cancel_futures=True)
 
     t0 = time.perf_counter()

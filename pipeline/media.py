@@ -10,7 +10,7 @@ batch run reports one line per bad video instead of a traceback.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -22,7 +22,7 @@ from core.records import Audio, VideoInfo, pcm16
 from extractors.base import Clip
 from pipeline.signal import audio_energy_db, level_dbfs
 
-# A decoded video must reach this close (s) to its stated end, else the file was cut short.
+# A video's packets must reach this close (s) to its stated end, else the file was cut short.
 _TAIL_SLACK_S = 1.5
 # Index entries looked at when checking that the file still holds all the data its index
 # points to; the last packets of a stream are at the end of the index.
@@ -122,13 +122,16 @@ def _first_frame(container, stream) -> av.VideoFrame | None:
 
 
 def _reaches_end(container, stream, end_s: float) -> bool:
-    """Seek near the stated end and decode: a cut file runs out of frames before getting there."""
+    """Seek near the stated end and read packets: a cut file runs out of them before getting
+    there. Packets, not frames: the seek lands on the last keyframe before the target, which in
+    a clip with one keyframe is the first frame, and decoding from there would decode the whole
+    video once more (damaged frames are found where they are decoded, by ``iter_frames``)."""
     start = _stream_seconds(stream, stream.start_time) or 0.0
     target = max(0.0, end_s - 1.0)
     try:
         container.seek(int(target / stream.time_base) + (stream.start_time or 0), stream=stream, backward=True)
-        for frame in container.decode(stream):
-            if frame.time is not None and frame.time - start >= end_s - _TAIL_SLACK_S:
+        for packet in container.demux(stream):
+            if packet.pts is not None and float(packet.pts * stream.time_base) - start >= end_s - _TAIL_SLACK_S:
                 return True
     except av.error.FFmpegError:
         return False
@@ -188,7 +191,7 @@ def video_clip(path: str | os.PathLike, info: VideoInfo | None = None, audio: Au
     """The extractors' view of a media file: its facts, its audio and its frames on request
     (decoded here with real timestamps); ``info`` is probed when not given."""
     info = probe(path) if info is None else info
-    frames = (lambda fps, max_width: iter_frames(path, fps, max_width)) if has_video(info) else None
+    frames = (lambda fps, max_width, wanted=None: iter_frames(path, fps, max_width, wanted)) if has_video(info) else None
     return Clip(str(path), info, audio, [], frames)
 
 
@@ -313,7 +316,9 @@ def _to_rgb(frame: av.VideoFrame, max_width: int) -> np.ndarray:
     return np.ascontiguousarray(rgb)
 
 
-def iter_frames(path: str | os.PathLike, fps: float, max_width: int) -> Iterator[tuple[float, np.ndarray]]:
+def iter_frames(
+    path: str | os.PathLike, fps: float, max_width: int, wanted: Callable[[float], bool] | None = None
+) -> Iterator[tuple[float, np.ndarray | None]]:
     """Yield (seconds, RGB uint8 HxWx3) for the frame nearest each instant k / fps.
 
     Times are the frames' real presentation timestamps, so a variable-frame-rate video is not
@@ -321,7 +326,8 @@ def iter_frames(path: str | os.PathLike, fps: float, max_width: int) -> Iterator
     after the previous one). A source frame is yielded at most once, so times strictly increase;
     a video with fewer frames per second than ``fps`` yields every frame. Only the chosen frames
     are converted to RGB (the decoder's frame is kept until the next one shows which is nearer);
-    the others are decoded, unavoidable for inter-coded video, and dropped.
+    the others are decoded, unavoidable for inter-coded video, and dropped. With ``wanted``, a
+    chosen frame at a time it rejects is not converted either: its picture is None.
     """
     if fps <= 0:
         raise ValueError(f"fps must be positive, got {fps}")
@@ -353,13 +359,17 @@ def iter_frames(path: str | os.PathLike, fps: float, max_width: int) -> Iterator
                         chosen_t, chosen = t, frame
                     if chosen_t > last_emitted:
                         last_emitted = chosen_t
-                        yield chosen_t, _to_rgb(chosen, max_width)
+                        yield chosen_t, _picture(chosen_t, chosen, max_width, wanted)
                 prev = (t, frame)
         except av.error.FFmpegError as err:
             where = prev[0] if prev else 0.0
             raise _fail(path, f"corrupt video stream near {where:.2f} s ({_ffmpeg_reason(err)})") from None
         if prev is not None and prev[0] > last_emitted and k * step - prev[0] < step / 2 + period:
-            yield prev[0], _to_rgb(prev[1], max_width)
+            yield prev[0], _picture(prev[0], prev[1], max_width, wanted)
+
+
+def _picture(t: float, frame: av.VideoFrame, max_width: int, wanted: Callable[[float], bool] | None) -> np.ndarray | None:
+    return _to_rgb(frame, max_width) if wanted is None or wanted(t) else None
 
 
 def audio_level_dbfs(audio: Audio) -> float:

@@ -4,7 +4,8 @@ A word's vector is the mean of the *present* frames whose centre lies in [start,
 cases need a rule, and each is explicit here rather than left to NaN:
 
 - a word shorter than one frame (no frame centre inside it) takes the nearest present frame,
-  if one is within ``max(2 frame periods, 0.25 s)`` of the word;
+  if one is within ``max(2 frame periods, 0.25 s)`` of the word (``core.spans``: the frames
+  this reads are all a frame extractor needs to compute);
 - a word with no usable frame (modality absent throughout it: no face, no audio) is imputed
   by linear interpolation in time between the nearest words that do have real values (copying
   the only neighbour at either end), else with the track's mean over present frames, else
@@ -25,8 +26,8 @@ import numpy as np
 
 from core.blocks import chunks
 from core.records import FrameFeatures, Word, WordFeatures
+from core.spans import nearest_reach
 
-MIN_NEAREST_S = 0.25  # a short word may borrow a frame this far away (or 2 frame periods)
 COVERAGE_SUFFIX = "_present"
 WORDS_PER_PASS = 2048  # words whose frames are gathered at a time (see _span_means)
 
@@ -138,7 +139,7 @@ def pool_to_words(
         times = times[rows]
     present = np.asarray(track.present, bool)[rows]
     if max_distance is None:
-        max_distance = max(2.0 * _frame_period(times), MIN_NEAREST_S)
+        max_distance = nearest_reach(_frame_period(times))
 
     p_rows = rows[present]  # rows of present frames, in time order
     p_times = times[present]

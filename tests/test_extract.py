@@ -228,9 +228,11 @@ def test_models_load_once_per_config_section():
     assert get_extractors(FAST)[2] is a[2]
 
 
-def test_a_failed_words_stage_stops_the_face_track_early(tmp_path, monkeypatch):
+@pytest.mark.parametrize("frames", ["all", "words"])
+def test_a_failed_words_stage_stops_the_face_track_early(tmp_path, monkeypatch, frames):
     """When recognition fails, the error comes back without waiting for the rest of the face
-    track, and no file is written."""
+    track (which, landmarking only the words' frames, has not even started), and no file is
+    written."""
     import pipeline.extract as extract_module
     from extractors.facial import FacialExtractor
     from pipeline.words import NoSpeechError
@@ -243,7 +245,7 @@ def test_a_failed_words_stage_stops_the_face_track_early(tmp_path, monkeypatch):
         return real_detect(self, *args, **kwargs)
 
     def no_words(*args, **kwargs):
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + (120 if frames == "all" else 3)
         while len(seen) < 60 and time.monotonic() < deadline:  # the face track is well under way
             time.sleep(0.01)
         raise NoSpeechError("nothing recognised")
@@ -254,8 +256,11 @@ def test_a_failed_words_stage_stops_the_face_track_early(tmp_path, monkeypatch):
     video = mux(VIDEOS / "WolfgangLanger_Pexels.mp4", SPEECH / "jfk.flac", tmp_path / "talk.mp4", seconds=19.0)
     out = tmp_path / "out"
     with pytest.raises(NoSpeechError, match="no speech found in the audio"):
-        extract_video(video, out, FAST.with_overrides({"facial.fps": 15.0}), force=True)
-    assert 60 <= len(seen) < 200
+        extract_video(video, out, FAST.with_overrides({"facial.fps": 15.0, "facial.frames": frames}), force=True)
+    if frames == "all":
+        assert 60 <= len(seen) < 200
+    else:
+        assert seen == []
     assert not out.exists() or not list(out.iterdir())
 
 
