@@ -4,8 +4,8 @@
                             [--variant NAME KEY=VALUE ...]
     python bench/extract.py --face-rates 15 12 10 7.5
 
-Rows: "reference" is the earlier defaults (Whisper base with beam 5 for English, faces at 15
-fps), "defaults" today's; ``--variant`` adds a row of your own settings (e.g.
+Rows: "reference" is the earlier defaults (Whisper base with beam 5 for English, every sampled
+frame of the face track at 15 fps), "defaults" today's; ``--variant`` adds a row of your own settings (e.g.
 ``--variant fps10 facial.fps=10``). Machines here vary by 1.5-2x from day to day, so compare
 rows of one run, not figures of different runs.
 
@@ -19,8 +19,9 @@ clean recordings), median word-timing error on truth16k and GRID, the per-word f
 of the 60 s clip with the same words (Pearson r per feature, median over each group), and the
 starter model's overall score of each shared talking-head clip (largest difference).
 
-``--face-rates`` measures instead what sparser face sampling costs against the truth it
-estimates, each word's features over every frame of the video (see ``face_rates``).
+``--face-rates`` measures instead what sparser face sampling, and landmarking only the frames
+the words read, cost against the truth they estimate, each word's features over every frame of
+the video (see ``face_rates``).
 """
 
 from __future__ import annotations
@@ -240,30 +241,33 @@ def print_quality(configs: dict[str, ExtractConfig], rows: list[dict], keep: Pat
 def face_rates(rates: list[float], keep: Path) -> None:
     """What sampling faces more sparsely costs, against the truth a rate estimates: each word's
     facial features averaged over every frame of the video. On the 60 s clip (words given) and
-    on the shared talking heads together (recognised words, the same at every rate)."""
+    on the shared talking heads together (recognised words, the same at every rate). Each rate
+    twice: landmarking every sampled frame, and only the frames the words read (the default)."""
     every = 1000.0  # above any video's frame rate: every decoded frame is sampled
     heads = [DATA / "videos" / v for v in TALKING_HEADS]
     long = long_clip()
     transcript = recognised_transcript(long)
-    files: dict[float, tuple[Path, Path]] = {}
-    seconds: dict[float, float] = {}
-    for fps in [every, *rates]:
-        config = ExtractConfig().with_overrides({"facial.fps": fps})
-        out = extract_video(long, keep / f"rate{fps:g}" / "long", config, transcript=transcript, force=True)
-        seconds[fps] = out.summary["stages_s"]["vision"]
-        tables = [pq.read_table(extract_video(v, keep / f"rate{fps:g}" / "heads", config, force=True).output)
-                  for v in heads]
-        joined = keep / f"rate{fps:g}" / "heads.parquet"
+    files: dict[tuple[float, str], tuple[Path, Path]] = {}
+    seconds: dict[tuple[float, str], float] = {}
+    runs = [(every, "all")] + [(fps, frames) for fps in rates for frames in ("all", "words")]
+    for fps, frames in runs:
+        config = ExtractConfig().with_overrides({"facial.fps": fps, "facial.frames": frames})
+        folder = keep / f"rate{fps:g}-{frames}"
+        out = extract_video(long, folder / "long", config, transcript=transcript, force=True)
+        seconds[fps, frames] = out.summary["stages_s"]["vision"]
+        tables = [pq.read_table(extract_video(v, folder / "heads", config, force=True).output) for v in heads]
+        joined = folder / "heads.parquet"
         pq.write_table(pa.concat_tables(tables), joined)
-        files[fps] = (out.output, joined)
+        files[fps, frames] = (out.output, joined)
     print(f"\nface sampling rate against every frame — {time.strftime('%Y-%m-%d')}, {platform.node()}")
     print("per-word Pearson r, median over each group; the 60 s clip, then the talking heads together\n")
-    print("| faces per second | vision s (60 s clip) | blendshapes | pose | geometry | heads: blendshapes | pose | geometry |")
-    print("|---|---|---|---|---|---|---|---|")
-    for fps in rates:
-        a, b = (face_agreement(files[every][k], files[fps][k]) for k in (0, 1))
-        print(f"| {fps:g} | {seconds[fps]:.2f} | {a['blendshapes']:.3f} | {a['pose']:.3f} | {a['geometry']:.3f} | "
-              f"{b['blendshapes']:.3f} | {b['pose']:.3f} | {b['geometry']:.3f} |")
+    print("| faces per second | frames | vision s (60 s clip) | blendshapes | pose | geometry "
+          "| heads: blendshapes | pose | geometry |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for fps, frames in runs[1:]:
+        a, b = (face_agreement(files[every, "all"][k], files[fps, frames][k]) for k in (0, 1))
+        print(f"| {fps:g} | {frames} | {seconds[fps, frames]:.2f} | {a['blendshapes']:.3f} | {a['pose']:.3f} | "
+              f"{a['geometry']:.3f} | {b['blendshapes']:.3f} | {b['pose']:.3f} | {b['geometry']:.3f} |")
 
 
 def parse_value(text: str):
@@ -311,7 +315,7 @@ def main() -> None:
         for label, config in configs.items():
             w, f = config.words, config.facial
             print(f"{label}: Whisper {w.asr_model} beam {w.beam_size} ({w.device}/{w.compute_type}), faces {f.fps:g} fps "
-                  f"max width {f.max_width}; models load {load_s[label]:.1f} s")
+                  f"({f.frames} frames) max width {f.max_width}; models load {load_s[label]:.1f} s")
         print("vision runs in a thread beside words+text+audio, so stage times add up to more than the total\n")
         print_speed(rows)
         if not args.no_quality and LONG in clips and "words given" in modes:
