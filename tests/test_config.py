@@ -24,6 +24,7 @@ def test_resolve_config_accepts_sections_dotted_keys_and_files(tmp_path):
     for bad, message in [({"facial.fps": 0}, "facial.fps must be positive"),
                          ({"words.beam_size": 0}, "words.beam_size must be at least 1"),
                          ({"facial": {"streams": 0}}, "facial.streams must be at least 1"),
+                         ({"facial.frames": "some"}, "facial.frames must be 'words' or 'all'"),
                          ({"facial.max_faces": 0}, "facial.max_faces must be between 1 and 16"),
                          ({"facial.speaker_window_s": 0}, "facial.speaker_window_s must be positive"),
                          ({"acoustic.pitch": "crepe"}, "acoustic.pitch must be yin or pyin"),

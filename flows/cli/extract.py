@@ -36,7 +36,7 @@ def print_summary(result: ExtractResult, out=sys.stdout) -> None:
     print(
         f"{result.video} -> {result.output}\n"
         f"  {s['words']} words in {s['utterances']} utterances, {s['duration_s']:.1f}s of media, "
-        f"face in {100 * s['face_coverage']:.0f}% of sampled frames\n"
+        f"face in {100 * s['face_coverage']:.0f}% of landmarked frames\n"
         f"  time: {stages}; total {s['total_s']:.1f}s ({s.get('realtime_factor', 0):.1f}x real time)\n"
         f"  devices: {devices}",
         file=out,

@@ -21,6 +21,7 @@ CONFIG_FLAGS: dict[str, tuple[str, type, str]] = {
     "--pitch": ("acoustic.pitch", str, "pitch tracker: yin (fast) | pyin"),
     "--face-fps": ("facial.fps", float, "face frames analysed per second of video"),
     "--face-model": ("facial.model_path", str, "MediaPipe face_landmarker.task file"),
+    "--face-frames": ("facial.frames", str, "words: landmark only the frames the words read (default) | all"),
 }
 
 
