@@ -316,7 +316,8 @@ def main() -> None:
             w, f = config.words, config.facial
             print(f"{label}: Whisper {w.asr_model} beam {w.beam_size} ({w.device}/{w.compute_type}), faces {f.fps:g} fps "
                   f"({f.frames} frames) max width {f.max_width}; models load {load_s[label]:.1f} s")
-        print("vision runs in a thread beside words+text+audio, so stage times add up to more than the total\n")
+        print("vision runs in a thread beside text+audio, and beside words too with every frame (facial.frames=all): "
+              "stage times add up to more than the total\n")
         print_speed(rows)
         if not args.no_quality and LONG in clips and "words given" in modes:
             print_quality(configs, rows, keep)
