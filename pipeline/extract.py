@@ -2,8 +2,9 @@
 
 Order of work (data flows one way): probe + decode -> words with timings -> utterances -> every
 registered modality's features (``extractors.EXTRACTORS``) -> frame tracks pooled over the words
--> atomic Parquet write. Extractors load, and frame extractors (face, voice) run, in background
-threads while the words are recognised: they need no words.
+-> atomic Parquet write. Extractors load, and the acoustic track runs, in background threads
+while the words are recognised; the face track (which landmarks only the frames the words read,
+``facial.frames``) starts in the background as soon as the words are known.
 
 A file is skipped when its Parquet output already records the same video content hash and the
 same feature key (extraction config, words-stage identity, transcript): the store is its own
@@ -242,8 +243,8 @@ def _extract(
         return ex, ex.extract(clip, stage_progress), time.perf_counter() - t
 
     # Every modality starts in the background while the words are recognised (in a new process
-    # that is seconds of model loading and the face track beside seconds of native ASR; PyAV,
-    # MediaPipe, CTranslate2 and numpy release the GIL, so the cores all work).
+    # that is seconds of model loading and the acoustic track beside seconds of native ASR;
+    # PyAV, MediaPipe, CTranslate2 and numpy release the GIL, so the cores all work).
     pool = ThreadPoolExecutor(max_workers=len(EXTRACTORS), thread_name_prefix="mmpipe-extractor")
     started: dict[str, Future] = {m: pool.submit(start, m) for m in EXTRACTORS}
     language = {"expected": config.words.language, "transcribed": None, "probability": None}
