@@ -1,10 +1,9 @@
 """MediaPipe FaceLandmarker results as numpy arrays, read straight from the C result.
 
 MediaPipe's Python wrapper turns every result into Python objects: 478 ``NormalizedLandmark``
-dataclasses per face and frame, 52 ``Category`` objects, a copied matrix. That conversion costs
-about 2 ms a frame, a sixth of the landmarker's whole time on this project's clips (measured
-with the 60 s bench clip: 14.3 ms a frame with it, single-threaded), and all the extractor wants
-are a few arrays. So ``detect_for_video`` here calls the same C function the wrapper calls,
+dataclasses per face and frame, 52 ``Category`` objects, a copied matrix. Reading the arrays
+directly saves 0.5-1 ms of the ~11 ms a frame costs single-threaded (perf stat over 300 frames
+of the 60 s bench clip), and all the extractor wants are a few arrays. So ``detect_for_video`` here calls the same C function the wrapper calls,
 through the wrapper's own ctypes declarations (so errors still surface as MediaPipe's
 ``RuntimeError``/``ValueError``), and copies the numbers out with numpy before the result is
 freed. The values are the very same float32 numbers either way (a test compares both readings
@@ -84,8 +83,9 @@ _reader: _CReader | None = None
 def detect_for_video(landmarker, image, stamp_ms: int) -> list[FaceArrays]:
     """``landmarker.detect_for_video(image, stamp_ms)``, its faces as arrays."""
     global _reader
-    call = getattr(getattr(landmarker, "_lib", None), "MpFaceLandmarkerDetectForVideo", None)
-    close = getattr(getattr(landmarker, "_lib", None), "MpFaceLandmarkerCloseResult", None)
+    lib = getattr(landmarker, "_lib", None)
+    call = getattr(lib, "MpFaceLandmarkerDetectForVideo", None)
+    close = getattr(lib, "MpFaceLandmarkerCloseResult", None)
     if call is None or close is None or not hasattr(image, "_image_ptr"):
         return from_result(landmarker.detect_for_video(image, stamp_ms))
     if _reader is None:

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import zipfile
 
+import mediapipe as mp
 import numpy as np
 import pytest
 
 from core.config import FacialConfig
 from core.errors import ModelError
 from extractors.facial import BLENDSHAPES, FacialExtractor, close_quietly, face_geometry, head_pose
+from extractors.landmarker_results import detect_for_video, from_result
 from pipeline import media
 from tests.conftest import SPEECH, VIDEOS
+from tests.media_fixtures import frames_at
 
 
 @pytest.fixture(scope="module")
@@ -161,11 +164,6 @@ def test_results_read_from_c_equal_mediapipes_own_objects_bit_for_bit(extractor)
     """The landmarker's C result is read with numpy instead of MediaPipe's per-landmark Python
     objects: on real frames, one face and two (a two-shot of real talking heads), every number
     and every feature row is the same."""
-    import mediapipe as mp
-
-    from extractors.landmarker_results import detect_for_video, from_result
-    from tests.media_fixtures import frames_at
-
     one_face = frames_at(VIDEOS / "WDA_KatieHill_000.mp4", 15, 1.0, 256)
     two_faces = [np.ascontiguousarray(np.hstack([a, b])) for a, b in zip(
         one_face, frames_at(VIDEOS / "retalking_face_2.mp4", 15, 1.0, 256))]
