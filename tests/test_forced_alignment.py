@@ -142,6 +142,26 @@ def test_unspoken_oov_and_number_words_get_timings_between_neighbours(truth16k):
         assert got[at - 1].end - 0.05 <= got[at].start <= got[at + 1].start + 0.05
 
 
+def test_an_alignment_does_not_depend_on_what_the_aligner_did_before(truth16k):
+    """Decoders are kept between calls (only their front ends start afresh): clip A, then
+    another clip with made-up words and a word never said (the wide-beam retry), then A again
+    gives A's timings from a new aligner, to the bit."""
+    jfk = load_audio(DATA / "speech" / "jfk.flac")
+    text = JFK_TEXT.replace("Americans", "Amerrikans")
+    audio, truth_text, _ = truth16k
+    other = tokenize("Zorbly " + truth_text.replace("movie", "moovie") + " kuntry")
+
+    def timings(words: list[Word]) -> list[tuple]:
+        return [(w.text, w.start, w.end, w.timing) for w in words]
+
+    fresh, fresh_other = PocketsphinxAligner().align(jfk, tokenize(text)), PocketsphinxAligner().align(audio, other)
+    aligner = PocketsphinxAligner()
+    first = aligner.align(jfk, tokenize(text))
+    assert timings(aligner.align(audio, other)) == timings(fresh_other)
+    assert timings(first) == timings(aligner.align(jfk, tokenize(text))) == timings(fresh)
+    assert timings(aligner.align(audio, other)) == timings(fresh_other)  # the wide decoder kept, too
+
+
 def test_made_up_pronunciations_use_the_model_phones():
     for word in ("mmlatch", "zyxqv", "schtroumpf", "quixotically", "tchotchke", "y", "ok"):
         phones = letter_to_sound(word).split()
