@@ -7,7 +7,9 @@ Two backends behind the ``WordExtractor`` contract, picked by ``TextConfig.backe
   (``is_split_into_words=True``) so the fast tokenizer's ``word_ids()`` tells which sub-word tokens
   belong to which spoken word; a word's vector is the mean of its sub-words' last hidden states.
   MMLatch wants word-level sequences, and pooling sub-words keeps the word timing from
-  ``pipeline.words`` valid for the text stream.
+  ``pipeline.words`` valid for the text stream. A plain BERT checkpoint (the default MiniLM
+  among them) runs on ``extractors.bert``, the same states bit for bit without transformers'
+  model code and its seconds of imports; other architectures run on transformers' ``AutoModel``.
 - ``GloveTextExtractor`` (``extractors/glove.py``): static GloVe vectors, the classic CMU-MOSI
   text feature.
 
@@ -224,13 +226,16 @@ def _load_hf_model(folder: str, device: str) -> _HFModel:
 
 def _load_hf(folder: str, device: str) -> _HFModel:
     import torch
-    from transformers import AutoModel, AutoTokenizer
+    from transformers import AutoTokenizer
+
+    from extractors.bert import load_bert, plain_bert_config  # deferred: it imports torch, which only a loaded model needs
 
     path = Path(folder)
     if not path.is_dir():
         raise ModelError("text model folder not found", folder)
     if not (path / "config.json").is_file():
         raise ModelError("not a Hugging Face model folder (no config.json)", folder)
+    bert = plain_bert_config(path)  # plain BERT: the same states without transformers' model code
     with _load_lock, _quiet_transformers():
         try:
             try:
@@ -239,7 +244,12 @@ def _load_hf(folder: str, device: str) -> _HFModel:
                 tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True, add_prefix_space=True)
             except (TypeError, ValueError):
                 tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-            model = AutoModel.from_pretrained(folder, local_files_only=True, dtype=torch.float32)
+            if bert is not None:
+                model = load_bert(path, bert)
+            else:
+                from transformers import AutoModel
+
+                model = AutoModel.from_pretrained(folder, local_files_only=True, dtype=torch.float32)
         except Exception as err:  # transformers raises OSError, ValueError, KeyError, ... here
             raise ModelError(f"cannot load text model ({first_line(err)})", folder) from err
     if not getattr(tokenizer, "is_fast", False):

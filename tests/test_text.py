@@ -221,6 +221,67 @@ def test_tiny_local_bert_folder_works_via_model_path(tiny_bert, minilm, mosi_sen
     assert again.model is ex.model  # loaded once per process
 
 
+def _states_both_ways(folder, batches: list[list[list[str]]]) -> list[tuple]:
+    """Last hidden states of each batch from mmpipe's BERT and from transformers' BertModel."""
+    import torch
+    from transformers import AutoTokenizer, BertModel
+
+    from extractors.bert import load_bert, plain_bert_config
+
+    ours = load_bert(folder, plain_bert_config(folder))
+    theirs = BertModel.from_pretrained(folder, local_files_only=True, dtype=torch.float32).eval()
+    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    out = []
+    for batch in batches:
+        enc = tokenizer(batch, is_split_into_words=True, padding=True, truncation=True,
+                        max_length=theirs.config.max_position_embeddings, return_tensors="pt")
+        with torch.inference_mode():
+            out.append((ours(**enc).last_hidden_state, theirs(**enc).last_hidden_state))
+    return out
+
+
+def test_plain_bert_gives_transformers_states_bit_for_bit(minilm, tiny_bert, mosi_sentences):
+    """The default MiniLM (and any plain BERT) runs on mmpipe's own encoder, so loading it does not
+    import transformers' model code; its states are BertModel's to the bit, padded or not."""
+    from extractors.bert import BertEncoder
+    from extractors.text import bundled_minilm_path
+
+    assert isinstance(minilm.model, BertEncoder)
+    batches = [mosi_sentences[i:i + n] for n in (1, 4, 16) for i in range(0, 32, n)]
+    batches.append([["movie"] * 600])  # truncated to the full 512 positions
+    for folder in (bundled_minilm_path(), tiny_bert):
+        for ours, theirs in _states_both_ways(folder, batches):
+            assert ours.shape == theirs.shape and torch_equal(ours, theirs)
+
+
+def test_bert_saved_from_a_task_model_and_bad_weights(tmp_path, minilm, mosi_sentences):
+    """A checkpoint saved from BertForMaskedLM ("bert." names, an MLM head) gives the encoder's
+    states; one missing a tensor is refused with the tensor's name, never half loaded."""
+    from safetensors.torch import load_file, save_file
+    from transformers import BertConfig, BertForMaskedLM
+
+    folder = tmp_path / "mlm-bert"
+    config = BertConfig(vocab_size=minilm.tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=64)
+    BertForMaskedLM(config).save_pretrained(folder)
+    minilm.tokenizer.save_pretrained(folder)
+    for ours, theirs in _states_both_ways(folder, [mosi_sentences[:3]]):
+        assert torch_equal(ours, theirs)
+
+    tensors = load_file(str(folder / "model.safetensors"))
+    del tensors["bert.encoder.layer.1.output.dense.weight"]
+    save_file(tensors, str(folder / "model.safetensors"))
+    with pytest.raises(ModelError, match="weights do not fit a BERT encoder.*layer.1.output.dense.weight") as err:
+        TransformerTextExtractor(TextConfig(model_path=str(folder)))
+    assert "\n" not in str(err.value)
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return bool(torch.equal(a, b))
+
+
 def test_tiny_local_roberta_marks_word_starts(tmp_path):
     """Byte-level BPE needs add_prefix_space for pre-split words; the loader asks for it."""
     from tokenizers import ByteLevelBPETokenizer

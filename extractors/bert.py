@@ -1,0 +1,206 @@
+"""A BERT encoder in plain PyTorch: the last hidden states of a BERT checkpoint without
+transformers' model code.
+
+Why: ``transformers.AutoModel.from_pretrained`` imports torch's compiler and distributed
+packages on its way (about 2.4 CPU-s in every fresh process here, more than the whole text stage
+of a short clip), and a backfill or ``mmpipe score`` pays that before its first video. For
+checkpoints of the original architecture (``model_type: bert`` with absolute positions: MiniLM,
+BERT base and large, most sentence encoders) this module computes the same last hidden states
+with the same torch operations in the same order, bit for bit (tested against transformers'
+``BertModel``); ``extractors.text`` sends every other architecture through transformers.
+
+Weights are read from ``model.safetensors`` and loaded strictly: every tensor the encoder needs
+must be there with its shape, and only the pooler, task heads and the position-id buffer may be
+left over.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+WEIGHTS = "model.safetensors"
+# Checkpoint tensors the encoder does not use: the pooler, pre-training and task heads, and the
+# position-id buffer older checkpoints saved.
+_UNUSED_PREFIXES = ("pooler.", "cls.", "classifier.", "qa_outputs.")
+_UNUSED = ("embeddings.position_ids",)
+
+
+@dataclass(frozen=True)
+class BertConfig:
+    vocab_size: int
+    hidden_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    intermediate_size: int
+    max_position_embeddings: int
+    type_vocab_size: int
+    layer_norm_eps: float
+    pad_token_id: int
+
+    @classmethod
+    def plain(cls, raw: dict) -> BertConfig | None:
+        """The config of a plain BERT encoder, or None for anything this module does not compute
+        exactly (another architecture, relative positions, another activation, a decoder)."""
+        if raw.get("model_type") != "bert" or raw.get("hidden_act", "gelu") != "gelu":
+            return None
+        if raw.get("position_embedding_type", "absolute") != "absolute":
+            return None
+        if raw.get("is_decoder") or raw.get("add_cross_attention") or raw.get("chunk_size_feed_forward", 0):
+            return None
+        try:
+            config = cls(**{name: raw[name] for name in cls.__dataclass_fields__ if name != "pad_token_id"},
+                         pad_token_id=raw.get("pad_token_id", 0))
+        except (KeyError, TypeError):
+            return None
+        return config if config.hidden_size % config.num_attention_heads == 0 else None
+
+
+class EncoderOutput(NamedTuple):
+    last_hidden_state: torch.Tensor  # (B, T, C)
+
+
+class Embeddings(nn.Module):
+    def __init__(self, c: BertConfig):
+        super().__init__()
+        self.word_embeddings = nn.Embedding(c.vocab_size, c.hidden_size, padding_idx=c.pad_token_id)
+        self.position_embeddings = nn.Embedding(c.max_position_embeddings, c.hidden_size)
+        self.token_type_embeddings = nn.Embedding(c.type_vocab_size, c.hidden_size)
+        self.LayerNorm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
+
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
+        positions = torch.arange(input_ids.shape[1], device=input_ids.device)[None, :]  # (1, T)
+        x = self.word_embeddings(input_ids) + self.token_type_embeddings(token_type_ids)  # (B, T, C)
+        x = x + self.position_embeddings(positions)
+        return self.LayerNorm(x)
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, c: BertConfig):
+        super().__init__()
+        self.n_head = c.num_attention_heads
+        self.head_size = c.hidden_size // c.num_attention_heads
+        self.query = nn.Linear(c.hidden_size, c.hidden_size)
+        self.key = nn.Linear(c.hidden_size, c.hidden_size)
+        self.value = nn.Linear(c.hidden_size, c.hidden_size)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        B, T, C = x.shape
+        q = self.query(x).view(B, T, self.n_head, self.head_size).transpose(1, 2)  # (B, nh, T, hs)
+        k = self.key(x).view(B, T, self.n_head, self.head_size).transpose(1, 2)
+        v = self.value(x).view(B, T, self.n_head, self.head_size).transpose(1, 2)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=0.0, scale=self.head_size**-0.5)
+        y = y.reshape(B, -1, T, self.head_size).transpose(1, 2).contiguous()  # (B, T, nh, hs)
+        return y.reshape(B, T, -1).contiguous()  # (B, T, C)
+
+
+class DenseNorm(nn.Module):
+    """Projection, then LayerNorm of it plus the residual (BERT's "output" blocks)."""
+
+    def __init__(self, d_in: int, c: BertConfig):
+        super().__init__()
+        self.dense = nn.Linear(d_in, c.hidden_size)
+        self.LayerNorm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
+
+    def forward(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        return self.LayerNorm(self.dense(x) + residual)
+
+
+class Attention(nn.Module):
+    def __init__(self, c: BertConfig):
+        super().__init__()
+        self.self = SelfAttention(c)
+        self.output = DenseNorm(c.hidden_size, c)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        return self.output(self.self(x, mask), x)
+
+
+class Intermediate(nn.Module):
+    def __init__(self, c: BertConfig):
+        super().__init__()
+        self.dense = nn.Linear(c.hidden_size, c.intermediate_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.gelu(self.dense(x))  # (B, T, 4C): exact GELU, BERT's "gelu"
+
+
+class Layer(nn.Module):
+    def __init__(self, c: BertConfig):
+        super().__init__()
+        self.attention = Attention(c)
+        self.intermediate = Intermediate(c)
+        self.output = DenseNorm(c.intermediate_size, c)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        a = self.attention(x, mask)
+        return self.output(self.intermediate(a), a)
+
+
+class Encoder(nn.Module):
+    def __init__(self, c: BertConfig):
+        super().__init__()
+        self.layer = nn.ModuleList([Layer(c) for _ in range(c.num_hidden_layers)])
+
+
+class BertEncoder(nn.Module):
+    """Token ids in, last hidden states out; module names follow the checkpoints' tensor names."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.config = config
+        self.embeddings = Embeddings(config)
+        self.encoder = Encoder(config)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,  # (B, T)
+        attention_mask: torch.Tensor | None = None,  # (B, T), 1 for tokens, 0 for padding
+        token_type_ids: torch.Tensor | None = None,  # (B, T)
+    ) -> EncoderOutput:
+        B, T = input_ids.shape
+        if token_type_ids is None:
+            token_type_ids = torch.zeros_like(input_ids)
+        x = self.embeddings(input_ids, token_type_ids)  # (B, T, C)
+        mask = None  # no padding: attend everywhere (the fastest kernel)
+        if attention_mask is not None and not bool(attention_mask.all()):
+            mask = attention_mask.bool()[:, None, None, :].expand(B, 1, T, T)  # (B, 1, T, T): keys to attend
+        for layer in self.encoder.layer:
+            x = layer(x, mask)
+        return EncoderOutput(x)
+
+
+def plain_bert_config(folder: Path) -> BertConfig | None:
+    """The folder's BERT config when this module can run it (a plain BERT with safetensors
+    weights in one file), else None."""
+    if not (folder / WEIGHTS).is_file():
+        return None
+    try:
+        raw = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return BertConfig.plain(raw) if isinstance(raw, dict) else None
+
+
+def load_bert(folder: Path, config: BertConfig) -> BertEncoder:
+    """The encoder with the folder's weights, in float32, in eval mode. Raises ``ValueError``
+    naming the tensors when the checkpoint does not fit the config."""
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(folder / WEIGHTS))
+    if tensors and all(name.startswith("bert.") or name.startswith(_UNUSED_PREFIXES) for name in tensors):
+        tensors = {name.removeprefix("bert."): t for name, t in tensors.items()}  # saved from a task model
+    state = {name: t.float() for name, t in tensors.items()
+             if not name.startswith(_UNUSED_PREFIXES) and name not in _UNUSED}
+    model = BertEncoder(config)
+    try:
+        model.load_state_dict(state, strict=True)  # every tensor present, with its shape
+    except RuntimeError as err:
+        raise ValueError(f"weights do not fit a BERT encoder: {' '.join(str(err).split())[:300]}") from None
+    return model.eval()
