@@ -27,6 +27,7 @@ from core.errors import InputError, OutputError
 from core.files import MIN_FREE_BYTES, digest, sha256_file, writable_folder
 from core.progress import Progress, report
 from core.records import FrameFeatures, Word, WordFaces, WordFeatures
+from core.threads import one_blas_thread
 from extractors import EXTRACTORS, Extractor, FrameExtractor, extractor_for
 from pipeline.claims import claim
 from pipeline.media import decode_audio, is_quiet, probe, video_clip
@@ -194,6 +195,7 @@ def _extract(
     transcript_path: Path | None, script: Transcript | None, progress: Progress | None, t_all: float,
 ) -> ExtractResult:
     """The extraction itself, once the output is known to be missing or stale and claimed."""
+    one_blas_thread()  # small products: spinning BLAS threads only take CPU from the other stages
     stages: dict[str, float] = {}
     warnings: list[str] = []
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pytest
@@ -116,17 +115,19 @@ def test_matches_a_brute_force_loop_on_random_overlapping_unsorted_words():
             assert not out.imputed[k]
 
 
-def test_an_hour_of_frames_is_pooled_quickly():
+def test_an_hour_of_frames_is_pooled_in_one_pass():
+    """An hour at a 10 ms hop, 10,000 words: every word the mean of its present frames (a few
+    checked one by one). Its speed is measured by the benchmarks, not here."""
     rng = np.random.default_rng(1)
     n_frames, n_words = 360_000, 10_000  # 1 h at a 10 ms hop
-    tr = track(np.arange(n_frames) * 0.01, rng.random((n_frames, 48)), rng.random(n_frames) > 0.1)
+    times, values, present = np.arange(n_frames) * 0.01, rng.random((n_frames, 48)), rng.random(n_frames) > 0.1
     starts = np.sort(rng.uniform(0, 3599, n_words))
     words = [Word("w", s, s + 0.3) for s in starts]
-    start = time.perf_counter()
-    out = pool_to_words(tr, words)
-    elapsed = time.perf_counter() - start
+    out = pool_to_words(track(times, values, present), words)
     assert out.values.shape == (n_words, 48) and np.isfinite(out.values).all()
-    assert elapsed < 3.0, f"pooling took {elapsed:.2f} s"
+    for k in rng.choice(n_words, 5, replace=False):
+        inside = (times >= words[k].start) & (times <= words[k].end) & present
+        np.testing.assert_allclose(out.values[k], values[inside].mean(axis=0), rtol=1e-5, atol=1e-6)
 
 
 def test_real_grid_speech_pooled_onto_the_corpus_word_alignment():
