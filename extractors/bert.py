@@ -1,13 +1,14 @@
-"""A BERT encoder in plain PyTorch: the last hidden states of a BERT checkpoint without
-transformers' model code.
+"""A BERT encoder in plain PyTorch and its tokenizer: the last hidden states of a BERT
+checkpoint without transformers.
 
-Why: ``transformers.AutoModel.from_pretrained`` imports torch's compiler and distributed
-packages on its way (about 2.4 CPU-s in every fresh process here, more than the whole text stage
-of a short clip), and a backfill or ``mmpipe score`` pays that before its first video. For
-checkpoints of the original architecture (``model_type: bert`` with absolute positions: MiniLM,
-BERT base and large, most sentence encoders) this module computes the same last hidden states
-with the same torch operations in the same order, bit for bit (tested against transformers'
-``BertModel``); ``extractors.text`` sends every other architecture through transformers.
+Why: importing transformers and ``AutoModel.from_pretrained`` cost ~4 CPU-s in every fresh
+process here (the model loader imports torch's compiler and distributed packages on its way),
+more than the whole text stage of a short clip, and a backfill or ``mmpipe score`` pays that
+before its first video. For checkpoints of the original architecture (``model_type: bert`` with
+absolute positions: MiniLM, BERT base and large, most sentence encoders) saved with a
+``tokenizer.json``, this module computes the same tokens and the same last hidden states with
+the same operations in the same order, bit for bit (tested against transformers' ``BertModel``
+and ``AutoTokenizer``); ``extractors.text`` sends every other checkpoint through transformers.
 
 Weights are read from ``model.safetensors`` and loaded strictly: every tensor the encoder needs
 must be there with its shape, and only the pooler, task heads and the position-id buffer may be
@@ -17,6 +18,7 @@ left over.
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -26,6 +28,7 @@ from torch import nn
 from torch.nn import functional as F
 
 WEIGHTS = "model.safetensors"
+TOKENIZER = "tokenizer.json"
 # Checkpoint tensors the encoder does not use: the pooler, pre-training and task heads, and the
 # position-id buffer older checkpoints saved.
 _UNUSED_PREFIXES = ("pooler.", "cls.", "classifier.", "qa_outputs.")
@@ -178,8 +181,8 @@ class BertEncoder(nn.Module):
 
 def plain_bert_config(folder: Path) -> BertConfig | None:
     """The folder's BERT config when this module can run it (a plain BERT with safetensors
-    weights in one file), else None."""
-    if not (folder / WEIGHTS).is_file():
+    weights in one file and a fast tokenizer's ``tokenizer.json``), else None."""
+    if not (folder / WEIGHTS).is_file() or not (folder / TOKENIZER).is_file():
         return None
     try:
         raw = json.loads((folder / "config.json").read_text())
@@ -204,3 +207,102 @@ def load_bert(folder: Path, config: BertConfig) -> BertEncoder:
     except RuntimeError as err:
         raise ValueError(f"weights do not fit a BERT encoder: {' '.join(str(err).split())[:300]}") from None
     return model.eval()
+
+
+class BertTokenizer:
+    """A plain BERT checkpoint's fast tokenizer (its ``tokenizer.json``) through the ``tokenizers``
+    library, with the few calls ``extractors.text`` makes of transformers' tokenizer and the same
+    results (tested against ``AutoTokenizer``): importing transformers costs ~1.5 CPU-s a process."""
+
+    is_fast = True
+
+    def __init__(self, folder: Path):
+        from tokenizers import Tokenizer
+
+        self._tok = Tokenizer.from_file(str(folder / TOKENIZER))
+        settings = _json(folder / "tokenizer_config.json") | _json(folder / "special_tokens_map.json")
+        self.unk_token = _token(settings.get("unk_token", "[UNK]"))
+        self.unk_token_id = self._tok.token_to_id(self.unk_token)
+        self.pad_token = _token(settings.get("pad_token", "[PAD]"))
+        self.pad_token_id = self._tok.token_to_id(self.pad_token)
+        self.model_max_length = int(settings.get("model_max_length", _UNBOUNDED))
+        processor = self._tok.post_processor
+        self._n_special = processor.num_special_tokens_to_add(False) if processor is not None else 0
+        self.vocab_size = self._tok.get_vocab_size(with_added_tokens=False)
+        if self.unk_token_id is None or self.pad_token_id is None:
+            raise ValueError(f"tokenizer has no {self.unk_token!r} or {self.pad_token!r} token")
+        # Truncation and padding are settings of the tokenizer object: one call at a time.
+        self._lock = threading.Lock()
+
+    def tokenize(self, text: str) -> list[str]:
+        """The sub-word tokens of one piece of text (no special tokens)."""
+        with self._lock:
+            self._tok.no_truncation()
+            return self._tok.encode(text, add_special_tokens=False).tokens
+
+    def num_special_tokens_to_add(self, pair: bool = False) -> int:
+        if pair:
+            raise ValueError("sentence pairs are not used here")
+        return self._n_special
+
+    def __call__(
+        self,
+        words: list[list[str]],
+        is_split_into_words: bool = True,
+        add_special_tokens: bool = True,
+        padding: bool = False,
+        truncation: bool = False,
+        max_length: int | None = None,
+        return_tensors: str | None = None,
+        verbose: bool = True,
+    ) -> Encoded:
+        """Pre-split words of each sequence to token ids, as transformers' fast tokenizer does."""
+        if not is_split_into_words:
+            raise ValueError("words must come pre-split")
+        with self._lock:
+            if truncation and max_length is not None:
+                self._tok.enable_truncation(max_length)
+            else:
+                self._tok.no_truncation()
+            if padding:
+                self._tok.enable_padding(pad_id=self.pad_token_id, pad_token=self.pad_token)
+            else:
+                self._tok.no_padding()
+            encodings = self._tok.encode_batch(words, is_pretokenized=True, add_special_tokens=add_special_tokens)
+        columns = {
+            "input_ids": [e.ids for e in encodings],
+            "token_type_ids": [e.type_ids for e in encodings],
+            "attention_mask": [e.attention_mask for e in encodings],
+        }
+        if return_tensors == "pt":
+            columns = {name: torch.tensor(rows, dtype=torch.long) for name, rows in columns.items()}
+        elif return_tensors is not None:
+            raise ValueError(f"return_tensors={return_tensors!r}: only 'pt'")
+        return Encoded(columns, [e.word_ids for e in encodings])
+
+
+class Encoded(dict):
+    """Token columns by name, and which word each token came from (None: a special or pad token)."""
+
+    def __init__(self, columns: dict, word_ids: list[list[int | None]]):
+        super().__init__(columns)
+        self._word_ids = word_ids
+
+    def word_ids(self, row: int = 0) -> list[int | None]:
+        return self._word_ids[row]
+
+
+_UNBOUNDED = int(1e30)  # transformers' "no limit" for model_max_length
+
+
+def _json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _token(value) -> str:
+    """A special token as configured: a string, or transformers' AddedToken dict."""
+    return value["content"] if isinstance(value, dict) else str(value)

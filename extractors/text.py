@@ -8,8 +8,8 @@ Two backends behind the ``WordExtractor`` contract, picked by ``TextConfig.backe
   belong to which spoken word; a word's vector is the mean of its sub-words' last hidden states.
   MMLatch wants word-level sequences, and pooling sub-words keeps the word timing from
   ``pipeline.words`` valid for the text stream. A plain BERT checkpoint (the default MiniLM
-  among them) runs on ``extractors.bert``, the same states bit for bit without transformers'
-  model code and its seconds of imports; other architectures run on transformers' ``AutoModel``.
+  among them) runs on ``extractors.bert``, the same tokens and states bit for bit without
+  transformers and its seconds of imports; other architectures run on transformers' ``Auto*``.
 - ``GloveTextExtractor`` (``extractors/glove.py``): static GloVe vectors, the classic CMU-MOSI
   text feature.
 
@@ -195,6 +195,21 @@ class _HFModel:
     identity: str
 
 
+def _transformers_model(folder: str) -> tuple[Any, Any]:
+    """Tokenizer and encoder of any other architecture, through transformers."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    with _quiet_transformers():
+        try:
+            # RoBERTa/GPT-2 style byte-level BPE only marks word starts (with a space) when told
+            # that pre-split words are separate words; WordPiece ignores the flag.
+            tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True, add_prefix_space=True)
+        except (TypeError, ValueError):
+            tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        return tokenizer, AutoModel.from_pretrained(folder, local_files_only=True, dtype=torch.float32)
+
+
 def _resolve_device(device: str | None) -> str:
     import torch
 
@@ -225,32 +240,21 @@ def _load_hf_model(folder: str, device: str) -> _HFModel:
 
 
 def _load_hf(folder: str, device: str) -> _HFModel:
-    import torch
-    from transformers import AutoTokenizer
-
-    from extractors.bert import load_bert, plain_bert_config  # deferred: it imports torch, which only a loaded model needs
+    from extractors.bert import BertTokenizer, load_bert, plain_bert_config  # deferred: it imports torch, which only a loaded model needs
 
     path = Path(folder)
     if not path.is_dir():
         raise ModelError("text model folder not found", folder)
     if not (path / "config.json").is_file():
         raise ModelError("not a Hugging Face model folder (no config.json)", folder)
-    bert = plain_bert_config(path)  # plain BERT: the same states without transformers' model code
-    with _load_lock, _quiet_transformers():
+    bert = plain_bert_config(path)  # plain BERT: the same tokens and states without transformers
+    with _load_lock:
         try:
-            try:
-                # RoBERTa/GPT-2 style byte-level BPE only marks word starts (with a space) when told
-                # that pre-split words are separate words; WordPiece ignores the flag.
-                tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True, add_prefix_space=True)
-            except (TypeError, ValueError):
-                tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
             if bert is not None:
-                model = load_bert(path, bert)
+                tokenizer, model = BertTokenizer(path), load_bert(path, bert)
             else:
-                from transformers import AutoModel
-
-                model = AutoModel.from_pretrained(folder, local_files_only=True, dtype=torch.float32)
-        except Exception as err:  # transformers raises OSError, ValueError, KeyError, ... here
+                tokenizer, model = _transformers_model(folder)
+        except Exception as err:  # transformers, tokenizers, safetensors raise OSError, ValueError, ... here
             raise ModelError(f"cannot load text model ({first_line(err)})", folder) from err
     if not getattr(tokenizer, "is_fast", False):
         raise ModelError("text model needs a fast tokenizer (tokenizer.json) for word alignment", folder)

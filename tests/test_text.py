@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -203,7 +204,7 @@ def tiny_bert(tmp_path_factory, minilm):
         num_attention_heads=2, intermediate_size=64, max_position_embeddings=64,
     )
     BertModel(config).save_pretrained(folder)
-    minilm.tokenizer.save_pretrained(folder)
+    copy_tokenizer(folder)
     return folder
 
 
@@ -221,28 +222,65 @@ def test_tiny_local_bert_folder_works_via_model_path(tiny_bert, minilm, mosi_sen
     assert again.model is ex.model  # loaded once per process
 
 
+def copy_tokenizer(folder) -> None:
+    """The bundled MiniLM's tokenizer files, for a test model with its vocabulary."""
+    from extractors.text import bundled_minilm_path
+
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
+        shutil.copyfile(bundled_minilm_path() / name, folder / name)
+
+
 def _states_both_ways(folder, batches: list[list[list[str]]]) -> list[tuple]:
-    """Last hidden states of each batch from mmpipe's BERT and from transformers' BertModel."""
+    """Last hidden states of each batch from mmpipe's BERT and tokenizer and from transformers'
+    BertModel and AutoTokenizer (whose tokens must be the same)."""
     import torch
     from transformers import AutoTokenizer, BertModel
 
-    from extractors.bert import load_bert, plain_bert_config
+    from extractors.bert import BertTokenizer, load_bert, plain_bert_config
 
-    ours = load_bert(folder, plain_bert_config(folder))
+    ours, our_tokenizer = load_bert(folder, plain_bert_config(folder)), BertTokenizer(folder)
     theirs = BertModel.from_pretrained(folder, local_files_only=True, dtype=torch.float32).eval()
     tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
     out = []
     for batch in batches:
-        enc = tokenizer(batch, is_split_into_words=True, padding=True, truncation=True,
-                        max_length=theirs.config.max_position_embeddings, return_tensors="pt")
+        kwargs = dict(is_split_into_words=True, padding=True, truncation=True,
+                      max_length=theirs.config.max_position_embeddings, return_tensors="pt")
+        enc, our_enc = tokenizer(batch, **kwargs), our_tokenizer(batch, **kwargs)
+        assert set(enc) == set(our_enc) and all(torch.equal(enc[k], our_enc[k]) for k in enc)
+        assert all(enc.word_ids(i) == our_enc.word_ids(i) for i in range(len(batch)))
         with torch.inference_mode():
-            out.append((ours(**enc).last_hidden_state, theirs(**enc).last_hidden_state))
+            out.append((ours(**our_enc).last_hidden_state, theirs(**enc).last_hidden_state))
     return out
+
+
+def test_plain_bert_tokenizer_gives_transformers_tokens(minilm, mosi_sentences):
+    """The calls the extractor makes, on every MOSI sentence: the same ids and word ids as
+    transformers' tokenizer, with and without special tokens, padding and truncation."""
+    from transformers import AutoTokenizer
+
+    from extractors.bert import BertTokenizer
+    from extractors.text import bundled_minilm_path
+
+    assert isinstance(minilm.tokenizer, BertTokenizer)
+    theirs = AutoTokenizer.from_pretrained(bundled_minilm_path(), local_files_only=True)
+    odd = [["naïve", "café", "Schrödinger's", "42%", "U.S.A.", "\u00a0", "", "🙂"], ["x"] * 700]
+    for kwargs in ({"add_special_tokens": False}, {}, {"truncation": True, "max_length": 40},
+                   {"padding": True, "truncation": True, "max_length": 512}):
+        for batch in (mosi_sentences, odd):
+            a = theirs(batch, is_split_into_words=True, verbose=False, **kwargs)
+            b = minilm.tokenizer(batch, is_split_into_words=True, verbose=False, **kwargs)
+            assert a["input_ids"] == b["input_ids"] and a["attention_mask"] == b["attention_mask"]
+            assert a["token_type_ids"] == b["token_type_ids"]
+            assert all(a.word_ids(i) == b.word_ids(i) for i in range(len(batch)))
+    for name in ("unk_token", "unk_token_id", "model_max_length", "vocab_size"):
+        assert getattr(theirs, name) == getattr(minilm.tokenizer, name), name
+    assert theirs.num_special_tokens_to_add(pair=False) == minilm.tokenizer.num_special_tokens_to_add(pair=False)
+    assert all(theirs.tokenize(w) == minilm.tokenizer.tokenize(w) for w in ("unbelievably", "naïve", "42%"))
 
 
 def test_plain_bert_gives_transformers_states_bit_for_bit(minilm, tiny_bert, mosi_sentences):
     """The default MiniLM (and any plain BERT) runs on mmpipe's own encoder, so loading it does not
-    import transformers' model code; its states are BertModel's to the bit, padded or not."""
+    import transformers; its states are BertModel's to the bit, padded or not."""
     from extractors.bert import BertEncoder
     from extractors.text import bundled_minilm_path
 
@@ -264,7 +302,7 @@ def test_bert_saved_from_a_task_model_and_bad_weights(tmp_path, minilm, mosi_sen
     config = BertConfig(vocab_size=minilm.tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
                         num_attention_heads=2, intermediate_size=64, max_position_embeddings=64)
     BertForMaskedLM(config).save_pretrained(folder)
-    minilm.tokenizer.save_pretrained(folder)
+    copy_tokenizer(folder)
     for ours, theirs in _states_both_ways(folder, [mosi_sentences[:3]]):
         assert torch_equal(ours, theirs)
 
