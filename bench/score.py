@@ -6,8 +6,7 @@
    extraction models and scores a tiny real clip (a 3 s GRID recording); the same process then
    scores it again with every model already loaded (``force=True`` re-extracts). Cold start =
    import time + (first call - second call): the part a user pays once per process.
-2. End to end: ``mmpipe score WDA_KatieHill_000.mp4`` (8 s, default settings: Whisper base,
-   faces at 15 fps) in a fresh process with an empty feature cache, wall time as the user sees
+2. End to end: ``mmpipe score WDA_KatieHill_000.mp4`` (8 s, default settings) in a fresh process with an empty feature cache, wall time as the user sees
    it, with the time per stage that the command reports in ``--json``.
 
 Every measurement runs once untimed first so the OS file cache is warm (models, numba cache,
