@@ -181,14 +181,31 @@ class BertEncoder(nn.Module):
 
 def plain_bert_config(folder: Path) -> BertConfig | None:
     """The folder's BERT config when this module can run it (a plain BERT with safetensors
-    weights in one file and a fast tokenizer's ``tokenizer.json``), else None."""
-    if not (folder / WEIGHTS).is_file() or not (folder / TOKENIZER).is_file():
+    weights in one file and a BERT tokenizer's ``tokenizer.json``), else None."""
+    if not (folder / WEIGHTS).is_file() or not _plain_bert_tokenizer(folder):
         return None
-    try:
-        raw = json.loads((folder / "config.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return BertConfig.plain(raw) if isinstance(raw, dict) else None
+    raw = _json(folder / "config.json")
+    return BertConfig.plain(raw) if raw else None
+
+
+# tokenizer_config.json settings transformers' BERT tokenizer applies over tokenizer.json's
+# normalizer, with the normalizer's name for each.
+_NORMALIZER_SETTINGS = {"do_lower_case": "lowercase", "strip_accents": "strip_accents",
+                        "tokenize_chinese_chars": "handle_chinese_chars"}
+
+
+def _plain_bert_tokenizer(folder: Path) -> bool:
+    """True when ``tokenizer.json`` alone tokenizes as transformers would: a BERT tokenizer whose
+    normalizer already says what ``tokenizer_config.json`` asks for (transformers would
+    rewrite it otherwise)."""
+    tokenizer, settings = _json(folder / TOKENIZER), _json(folder / "tokenizer_config.json")
+    if not tokenizer or settings.get("tokenizer_class") not in (None, "BertTokenizer", "BertTokenizerFast"):
+        return False
+    normalizer = tokenizer.get("normalizer") or {}
+    if normalizer.get("type") != "BertNormalizer":
+        return False
+    return all(normalizer.get(ours) == settings[theirs] for theirs, ours in _NORMALIZER_SETTINGS.items()
+               if theirs in settings)
 
 
 def load_bert(folder: Path, config: BertConfig) -> BertEncoder:

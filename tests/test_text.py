@@ -314,6 +314,20 @@ def test_bert_saved_from_a_task_model_and_bad_weights(tmp_path, minilm, mosi_sen
     assert "\n" not in str(err.value)
 
 
+def test_a_bert_tokenizer_config_that_changes_the_normalizer_goes_to_transformers(tmp_path, tiny_bert):
+    """A tokenizer_config.json asking for cased text over a lower-casing tokenizer.json is what
+    transformers' tokenizer would rewrite: such a folder runs on transformers, not on ours."""
+    from extractors.bert import BertEncoder, BertTokenizer
+
+    folder = tmp_path / "cased"
+    shutil.copytree(tiny_bert, folder)
+    settings = json.loads((folder / "tokenizer_config.json").read_text())
+    (folder / "tokenizer_config.json").write_text(json.dumps({**settings, "do_lower_case": False}))
+    ex = TransformerTextExtractor(TextConfig(model_path=str(folder)))
+    assert not isinstance(ex.tokenizer, BertTokenizer) and not isinstance(ex.model, BertEncoder)
+    assert isinstance(TransformerTextExtractor(TextConfig(model_path=str(tiny_bert))).model, BertEncoder)
+
+
 def torch_equal(a, b) -> bool:
     import torch
 
