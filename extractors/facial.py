@@ -57,7 +57,7 @@ from extractors.face_tracks import assign_identities, landmark_box
 from extractors.landmarker_results import FaceArrays, detect_for_video
 
 # Output order of the FaceLandmarker blendshape model (ARKit names plus "_neutral"); checked
-# against the model's own category names on the first detected face.
+# against the model's own category names on every detected face.
 BLENDSHAPES = (
     "_neutral", "browDownLeft", "browDownRight", "browInnerUp", "browOuterUpLeft", "browOuterUpRight",
     "cheekPuff", "cheekSquintLeft", "cheekSquintRight", "eyeBlinkLeft", "eyeBlinkRight",

@@ -3,8 +3,8 @@
 MediaPipe's Python wrapper turns every result into Python objects: 478 ``NormalizedLandmark``
 dataclasses per face and frame, 52 ``Category`` objects, a copied matrix. Reading the arrays
 directly saves 0.5-1 ms of the ~11 ms a frame costs single-threaded (perf stat over 300 frames
-of the 60 s bench clip), and all the extractor wants are a few arrays. So ``detect_for_video`` here calls the same C function the wrapper calls,
-through the wrapper's own ctypes declarations (so errors still surface as MediaPipe's
+of the 60 s bench clip), and all the extractor wants are a few arrays. So ``detect_for_video``
+here calls the same C function the wrapper calls, through the wrapper's own ctypes declarations (so errors still surface as MediaPipe's
 ``RuntimeError``/``ValueError``), and copies the numbers out with numpy before the result is
 freed. The values are the very same float32 numbers either way (a test compares both readings
 on real frames, bit for bit); ``from_result`` reads a public result object, for a MediaPipe

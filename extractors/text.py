@@ -240,18 +240,18 @@ def _load_hf_model(folder: str, device: str) -> _HFModel:
 
 
 def _load_hf(folder: str, device: str) -> _HFModel:
-    from extractors.bert import BertTokenizer, load_bert, plain_bert_config  # deferred: it imports torch, which only a loaded model needs
+    from extractors import bert  # deferred: it imports torch, which only a loaded model needs
 
     path = Path(folder)
     if not path.is_dir():
         raise ModelError("text model folder not found", folder)
     if not (path / "config.json").is_file():
         raise ModelError("not a Hugging Face model folder (no config.json)", folder)
-    bert = plain_bert_config(path)  # plain BERT: the same tokens and states without transformers
+    plain = bert.plain_bert_config(path)  # plain BERT: the same tokens and states without transformers
     with _load_lock:
         try:
-            if bert is not None:
-                tokenizer, model = BertTokenizer(path), load_bert(path, bert)
+            if plain is not None:
+                tokenizer, model = bert.BertTokenizer(path), bert.load_bert(path, plain)
             else:
                 tokenizer, model = _transformers_model(folder)
         except Exception as err:  # transformers, tokenizers, safetensors raise OSError, ValueError, ... here

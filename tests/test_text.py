@@ -8,14 +8,17 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 
 from core.config import TextConfig
 from core.errors import ModelError
 from core.records import Utterance, Word, WordFeatures
 from extractors.base import Clip
+from extractors.bert import BertEncoder, BertTokenizer, load_bert, plain_bert_config
 from extractors.text import (
     TransformerTextExtractor,
     best_window,
+    bundled_minilm_path,
     make_text_extractor,
     mean_pool_words,
     plan_windows,
@@ -224,7 +227,6 @@ def test_tiny_local_bert_folder_works_via_model_path(tiny_bert, minilm, mosi_sen
 
 def copy_tokenizer(folder) -> None:
     """The bundled MiniLM's tokenizer files, for a test model with its vocabulary."""
-    from extractors.text import bundled_minilm_path
 
     for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
         shutil.copyfile(bundled_minilm_path() / name, folder / name)
@@ -236,7 +238,6 @@ def _states_both_ways(folder, batches: list[list[list[str]]]) -> list[tuple]:
     import torch
     from transformers import AutoTokenizer, BertModel
 
-    from extractors.bert import BertTokenizer, load_bert, plain_bert_config
 
     ours, our_tokenizer = load_bert(folder, plain_bert_config(folder)), BertTokenizer(folder)
     theirs = BertModel.from_pretrained(folder, local_files_only=True, dtype=torch.float32).eval()
@@ -258,8 +259,6 @@ def test_plain_bert_tokenizer_gives_transformers_tokens(minilm, mosi_sentences):
     transformers' tokenizer, with and without special tokens, padding and truncation."""
     from transformers import AutoTokenizer
 
-    from extractors.bert import BertTokenizer
-    from extractors.text import bundled_minilm_path
 
     assert isinstance(minilm.tokenizer, BertTokenizer)
     theirs = AutoTokenizer.from_pretrained(bundled_minilm_path(), local_files_only=True)
@@ -281,15 +280,13 @@ def test_plain_bert_tokenizer_gives_transformers_tokens(minilm, mosi_sentences):
 def test_plain_bert_gives_transformers_states_bit_for_bit(minilm, tiny_bert, mosi_sentences):
     """The default MiniLM (and any plain BERT) runs on mmpipe's own encoder, so loading it does not
     import transformers; its states are BertModel's to the bit, padded or not."""
-    from extractors.bert import BertEncoder
-    from extractors.text import bundled_minilm_path
 
     assert isinstance(minilm.model, BertEncoder)
     batches = [mosi_sentences[i:i + n] for n in (1, 4, 16) for i in range(0, 32, n)]
     batches.append([["movie"] * 600])  # truncated to the full 512 positions
     for folder in (bundled_minilm_path(), tiny_bert):
         for ours, theirs in _states_both_ways(folder, batches):
-            assert ours.shape == theirs.shape and torch_equal(ours, theirs)
+            assert ours.shape == theirs.shape and torch.equal(ours, theirs)
 
 
 def test_bert_saved_from_a_task_model_and_bad_weights(tmp_path, minilm, mosi_sentences):
@@ -304,7 +301,7 @@ def test_bert_saved_from_a_task_model_and_bad_weights(tmp_path, minilm, mosi_sen
     BertForMaskedLM(config).save_pretrained(folder)
     copy_tokenizer(folder)
     for ours, theirs in _states_both_ways(folder, [mosi_sentences[:3]]):
-        assert torch_equal(ours, theirs)
+        assert torch.equal(ours, theirs)
 
     tensors = load_file(str(folder / "model.safetensors"))
     del tensors["bert.encoder.layer.1.output.dense.weight"]
@@ -317,7 +314,6 @@ def test_bert_saved_from_a_task_model_and_bad_weights(tmp_path, minilm, mosi_sen
 def test_a_bert_tokenizer_config_that_changes_the_normalizer_goes_to_transformers(tmp_path, tiny_bert):
     """A tokenizer_config.json asking for cased text over a lower-casing tokenizer.json is what
     transformers' tokenizer would rewrite: such a folder runs on transformers, not on ours."""
-    from extractors.bert import BertEncoder, BertTokenizer
 
     folder = tmp_path / "cased"
     shutil.copytree(tiny_bert, folder)
@@ -326,12 +322,6 @@ def test_a_bert_tokenizer_config_that_changes_the_normalizer_goes_to_transformer
     ex = TransformerTextExtractor(TextConfig(model_path=str(folder)))
     assert not isinstance(ex.tokenizer, BertTokenizer) and not isinstance(ex.model, BertEncoder)
     assert isinstance(TransformerTextExtractor(TextConfig(model_path=str(tiny_bert))).model, BertEncoder)
-
-
-def torch_equal(a, b) -> bool:
-    import torch
-
-    return bool(torch.equal(a, b))
 
 
 def test_tiny_local_roberta_marks_word_starts(tmp_path):
