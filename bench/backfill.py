@@ -16,8 +16,9 @@ what a user pays: imports, model loading in every worker, and for the flow its o
 (the ``embedded`` mode also starts Prefect's temporary server; ``server`` talks to a ``prefect
 server`` started here once). Times are measured inside the process around the one call, and for
 the whole process; CPU seconds are the process's and its children's (what a batch user pays,
-and less disturbed than wall time by other work on the machine). The clips are copies of the real talking-head recordings in ../shared/data/videos,
-without transcripts, so speech recognition runs as it would for a user's videos.
+and less disturbed than wall time by other work on the machine). The clips are copies of the
+real talking-head recordings in ../shared/data/videos, without transcripts, so speech
+recognition runs as it would for a user's videos.
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from flows.environment import prepare_process  # noqa: E402  (light: os, ctypes; no models)
+
 VIDEOS = ROOT.parent / "shared" / "data" / "videos"
 SOURCES = (  # real talking heads with English speech
     "retalking_face_1.mp4", "retalking_face_2.mp4", "retalking_face_4.mp4", "retalking_face_5.mp4",
@@ -63,11 +68,7 @@ DEFAULTS = {"config": {}, "in_flight": None}  # None: the library's default
 def run_once(mode: str, workers: int, clips: str, out: str, settings: str) -> None:
     """Child process: one measured backfill; prints its numbers as JSON on the last line."""
     t0 = time.perf_counter()
-    sys.path.insert(0, str(ROOT))
-    # The process set-up of every mmpipe entry point, before anything else is imported.
-    from flows.environment import prepare_process  # deferred: needs ROOT on sys.path, see above
-
-    prepare_process()
+    prepare_process()  # the set-up of every mmpipe entry point, before mmpipe's work is imported
     settings = json.loads(settings)
     cfg = settings["config"]
     flight = {"in_flight": settings["in_flight"]} if settings["in_flight"] else {}
