@@ -20,8 +20,8 @@ from flows.gpu import gpu_slot
 from flows.lifetime import owned_processes
 from flows.runtime import (
     EXTRACTION_TASK_OPTIONS,
+    begin_run,
     make_task_runner,
-    quiet_expected_errors,
     runner_label,
     shared_api_for_workers,
     submit_windowed,
@@ -34,6 +34,7 @@ WINDOW_PER_WORKER = 2  # batch task runs in flight per worker: one running, one 
 
 @task(name="extract-batch", task_run_name="batch {batch.label}", **EXTRACTION_TASK_OPTIONS)
 def extract_batch(batch: Batch) -> list[VideoOutcome]:
+    begin_run()  # a process-pool or Dask worker's process: set up like the flow's
     logger = get_run_logger()
     outcomes = batch.run(guard=gpu_slot, raise_transient=True)
     for o in outcomes:
@@ -84,7 +85,7 @@ def backfill_flow(
     processes, or the address of an existing scheduler. ``in_flight``: videos each worker
     extracts at once. Returns the run's counts and failures.
     """
-    quiet_expected_errors()
+    begin_run()
     logger = get_run_logger()
     report = backfill(
         input_dir, out_dir, config, patterns, workers, force=force, batch_size=batch_size,

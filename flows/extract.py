@@ -8,12 +8,13 @@ from prefect import flow, task
 
 from core.config import resolve_config
 from flows.gpu import gpu_slot
-from flows.runtime import EXTRACTION_TASK_OPTIONS, quiet_expected_errors
+from flows.runtime import EXTRACTION_TASK_OPTIONS, begin_run
 from pipeline.extract import extract_video
 
 
 @task(name="extract", **EXTRACTION_TASK_OPTIONS)
 def extract_task(video: str, out_dir: str, config: dict, transcript: str | None, force: bool) -> dict[str, Any]:
+    begin_run()  # wherever a task runner put it: set up like the flow's process
     with gpu_slot():
         result = extract_video(video, out_dir, resolve_config(config), transcript, force=force)
     return {
@@ -38,5 +39,5 @@ def extract_video_flow(
 
     ``config``: extraction settings as sections or dotted keys ({"words.asr_model": "tiny.en"}).
     """
-    quiet_expected_errors()
+    begin_run()
     return extract_task(video, out_dir, resolve_config(config).to_dict(), transcript, force)

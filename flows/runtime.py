@@ -13,7 +13,7 @@ from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
 
 from core.errors import InputError, MmpipeError
-from flows.environment import DASHBOARD_ENV
+from flows.environment import DASHBOARD_ENV, prepare_process
 from pipeline.outcomes import is_transient
 
 T = TypeVar("T")
@@ -34,8 +34,18 @@ class ExpectedErrorsInOneLine(logging.Filter):
         return True
 
 
+def begin_run() -> None:
+    """The first line of every flow and extraction task, wherever it runs. A deployment's flow
+    run starts in a process that a work pool's worker spawned, and a process-pool or Dask task
+    runner runs tasks in worker processes (perhaps on other machines): none of them went through
+    the ``mmpipe`` CLI, so its process set-up happens here too (offline hubs, numba's cache
+    folder, quiet MediaPipe logs, the allocator; it only sets what is unset, before any of those
+    libraries is imported by the run). Then expected errors are logged in one line."""
+    prepare_process()
+    quiet_expected_errors()
+
+
 def quiet_expected_errors() -> None:
-    """Called at the start of every flow: wherever it runs (CLI, a worker, a served run)."""
     for name in RUN_LOGGERS:
         logger = logging.getLogger(name)
         if not any(isinstance(f, ExpectedErrorsInOneLine) for f in logger.filters):

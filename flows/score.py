@@ -16,7 +16,7 @@ from prefect.artifacts import create_table_artifact
 from core.config import resolve_config
 from core.errors import InputError
 from flows.gpu import gpu_slot
-from flows.runtime import quiet_expected_errors
+from flows.runtime import begin_run
 from mmlatch.checkpoint import default_checkpoint
 from mmlatch.score import ScoreResult, score_files, score_videos
 from pipeline.store import store_files
@@ -39,7 +39,7 @@ def score_flow(
     default: mmpipe's cache) or a feature store (``features``: a folder or one Parquet file),
     with ``checkpoint`` (default: the starter model installed with mmpipe). ``out`` (.parquet or
     .csv) gets one row per utterance; per-video scores go beside it (``scores.videos.parquet``)."""
-    quiet_expected_errors()
+    begin_run()
     logger = get_run_logger()
     if (features is None) == (videos is None):
         raise InputError("give either features (a feature store) or videos (a video or a folder of videos)")

@@ -13,7 +13,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from core.errors import InputError
 from flows.gpu import gpu_slot
-from flows.runtime import quiet_expected_errors
+from flows.runtime import begin_run
 from mmlatch.train import TrainConfig, train
 
 
@@ -53,7 +53,7 @@ def train_flow(
 ) -> dict[str, Any]:
     """Train MMLatch on a feature store and a labels CSV; ``config`` holds TrainConfig fields
     ({"epochs": 20, "seeds": [0, 1, 2]})."""
-    quiet_expected_errors()
+    begin_run()
     cfg = train_config(config)
     with gpu_slot():
         report = train(Path(features), Path(labels), Path(out), cfg)

@@ -31,6 +31,7 @@ from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 
 import flows.backfill as fb  # noqa: E402
 import pipeline.backfill as backfill_module  # noqa: E402
+from core.config import cache_dir  # noqa: E402
 from core.errors import InputError, TransientError  # noqa: E402
 from flows.backfill import backfill_flow  # noqa: E402
 from flows.cli import main  # noqa: E402
@@ -275,14 +276,19 @@ def test_score_flow_extracts_videos_first_with_a_model_trained_on_them(tmp_path)
     assert again["extraction"] == {"videos": 3, "extracted": 0, "cached": 3, "failed": 0}
 
 
-def test_expected_errors_fail_the_flow_in_one_line_and_others_keep_their_traceback(tmp_path):
+def test_expected_errors_fail_the_flow_in_one_line_and_others_keep_their_traceback(tmp_path, monkeypatch):
     import logging
 
     from flows.extract import extract_video_flow
     from flows.runtime import ExpectedErrorsInOneLine
 
+    # A work pool's worker starts the flow in a process of its own, without the CLI's set-up:
+    # the flow does it itself.
+    for name in ("NUMBA_CACHE_DIR", "GLOG_minloglevel"):
+        monkeypatch.delenv(name)
     with pytest.raises(InputError, match="file not found"):
         extract_video_flow(str(tmp_path / "missing.mp4"), str(tmp_path / "o"))
+    assert os.environ["NUMBA_CACHE_DIR"] == str(cache_dir() / "numba") and os.environ["GLOG_minloglevel"] == "2"
     keep = ExpectedErrorsInOneLine()
     for err, traceback_kept in ((InputError("corrupt", "x.mp4"), False), (RuntimeError("bug"), True)):
         record = logging.LogRecord("prefect.flow_runs", logging.ERROR, __file__, 1, "failed", None,
