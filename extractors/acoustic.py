@@ -1,8 +1,10 @@
-"""Frame-level acoustic features with librosa at a 10 ms hop (a COVAREP-like set, minus COVAREP).
+"""Frame-level acoustic features at a 10 ms hop (a COVAREP-like set, minus COVAREP).
 
 Per frame: MFCCs (+ deltas and delta-deltas), F0 with a voicing decision and confidence, log RMS
 energy and five spectral descriptors. One STFT feeds MFCCs, energy and the spectral shape, so the
-whole set costs little more than the MFCCs.
+whole set costs little more than the MFCCs. The arithmetic is librosa's, bit for bit, from
+``extractors.spectra``, which spares every process librosa's import (~3.5 CPU-seconds); librosa
+itself is imported only for ``pitch="pyin"``.
 
 F0 defaults to YIN computed here in numpy rather than through ``librosa.yin``: librosa's YIN
 always returns a period, even for silence or noise, and does not expose the trough depth that
@@ -25,11 +27,11 @@ same way.
 
 from __future__ import annotations
 
-import librosa
 import numpy as np
 import scipy.fft
 import soxr
 
+from extractors import spectra
 from core.blocks import Block, blocks, chunks
 from core.config import AcousticConfig
 from core.memory import release_memory
@@ -143,7 +145,7 @@ class PitchInput:
         [start, stop), zero padded beyond both ends (like librosa's center=True)."""
         pad = frame_length // 2
         seg = self.segment(start * self.hop - pad, (stop - 1) * self.hop - pad + frame_length)
-        return librosa.util.frame(seg, frame_length=frame_length, hop_length=self.hop, axis=0)
+        return spectra.frame(seg, frame_length=frame_length, hop_length=self.hop, axis=0)
 
 
 def _yin_rows(
@@ -202,6 +204,8 @@ def yin_with_voicing(
 
 
 def _pyin(y: np.ndarray, sr: int, hop: int, fmin: float, fmax: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    import librosa  # deferred: only pyin needs librosa itself, whose import costs ~3.5 CPU-s
+
     frame_length = _next_pow2(int(4 * sr / fmin))
     f0, flag, prob = librosa.pyin(
         y, fmin=fmin, fmax=fmax, sr=sr, frame_length=frame_length, hop_length=hop, center=True
@@ -217,11 +221,11 @@ def _deltas(mfcc: np.ndarray, order: int, n_frames: int) -> np.ndarray:
     width = min(9, n_frames if n_frames % 2 == 1 else n_frames - 1)
     if width < 3:
         return np.zeros_like(mfcc)
-    return librosa.feature.delta(mfcc, width=width, order=order, mode="interp")
+    return spectra.delta(mfcc, width, order)
 
 
 class AcousticExtractor(FrameExtractor):
-    name = "librosa-acoustic"
+    name = "librosa-acoustic"  # stored in every file: librosa's feature arithmetic (extractors.spectra)
     modality = "audio"
 
     def __init__(self, config: AcousticConfig | None = None):
@@ -232,9 +236,9 @@ class AcousticExtractor(FrameExtractor):
         self._warm = False
 
     def warm_up(self) -> None:
-        """Run once on a quarter second of noise. librosa's first calls in a process load its
-        compiled numba code (~3 s here); extraction does this beside speech recognition instead
-        of after it."""
+        """Run once on a quarter second of noise, beside speech recognition rather than after it.
+        With ``pitch="pyin"`` that imports librosa and loads its compiled numba code (~3.5 s
+        here); the default features only build their window and mel filters (milliseconds)."""
         if not self._warm:
             noise = np.random.default_rng(0).normal(0.0, 0.05, 4000).astype(np.float32)
             self.features(Audio(noise, 16000))
@@ -322,13 +326,13 @@ class AcousticExtractor(FrameExtractor):
     def _spectrum(self, ys: np.ndarray, sr: int, own: slice) -> tuple[np.ndarray, np.ndarray]:
         """STFT magnitude (n_fft / 2 + 1, t) and mel power spectrum (40, t) of the owned frames."""
         hop, win, n_fft = self._window(sr)
-        mag = np.abs(librosa.stft(ys, n_fft=n_fft, hop_length=hop, win_length=win, center=True))[:, own]
-        return mag, librosa.feature.melspectrogram(S=mag**2, sr=sr, n_mels=N_MELS, fmax=sr / 2)
+        mag = spectra.stft_magnitude(ys, n_fft, hop, win)[:, own]
+        return mag, spectra.mel_power(mag, sr, n_fft, N_MELS, sr / 2)
 
     def _log_mel(self, y: FloatSamples, sr: int, block: Block) -> np.ndarray:
         """(40, t) float32 log-mel spectrum (dB) of a block's frames, before any floor."""
         _, mel = self._spectrum(self._block_samples(y, sr, block), sr, block.owned)
-        return librosa.power_to_db(mel, top_db=None)
+        return spectra.power_to_db(mel)
 
     def _block_columns(
         self, y: FloatSamples, sr: int, block: Block, pitch: PitchInput | None, floor: float
@@ -340,8 +344,8 @@ class AcousticExtractor(FrameExtractor):
         hop, win, n_fft = self._window(sr)
         ys, own = self._block_samples(y, sr, block), block.owned
         mag, mel = self._spectrum(ys, sr, own)
-        log_mel = np.maximum(librosa.power_to_db(mel, top_db=None), floor)
-        mfcc = librosa.feature.mfcc(S=log_mel, n_mfcc=cfg.n_mfcc)
+        log_mel = np.maximum(spectra.power_to_db(mel), floor)
+        mfcc = spectra.mfcc(log_mel, cfg.n_mfcc)
 
         fmax = min(cfg.fmax, sr / 2 - 1)
         if pitch is not None:
@@ -350,13 +354,11 @@ class AcousticExtractor(FrameExtractor):
             f0, voiced, prob = (x[own] for x in _pyin(ys, sr, hop, cfg.fmin, fmax))
 
         # from the samples, not the windowed STFT, so a full-scale sine reads -3 dBFS
-        rms = librosa.feature.rms(y=ys, frame_length=win, hop_length=hop, center=True)[0, own]
+        rms = spectra.rms(ys, win, hop)[own]
         rms_db = np.maximum(20.0 * np.log10(np.maximum(rms, 1e-12)), RMS_FLOOR_DBFS)
-        centroid = librosa.feature.spectral_centroid(S=mag, sr=sr, n_fft=n_fft)[0] / 1000.0
-        bandwidth = librosa.feature.spectral_bandwidth(S=mag, sr=sr, n_fft=n_fft)[0] / 1000.0
-        rolloff = librosa.feature.spectral_rolloff(S=mag, sr=sr, n_fft=n_fft)[0] / 1000.0
-        flatness = librosa.feature.spectral_flatness(S=mag)[0]
-        zcr = librosa.feature.zero_crossing_rate(ys, frame_length=win, hop_length=hop, center=True)[0, own]
+        centroid, bandwidth, rolloff, flatness = spectra.spectral_shape(mag, sr, n_fft)
+        centroid, bandwidth, rolloff = centroid / 1000.0, bandwidth / 1000.0, rolloff / 1000.0
+        zcr = spectra.zero_crossing_rate(ys, win, hop)[own]
         return mfcc, np.stack([f0, voiced, prob, rms_db, centroid, bandwidth, rolloff, flatness, zcr])
 
     def extract(self, clip: Clip, progress: Progress | None = None) -> FrameFeatures:

@@ -1,6 +1,10 @@
-"""The librosa acoustic extractor on real speech, silence, missing audio, and one pure tone."""
+"""The acoustic extractor on real speech, silence, missing audio, and one pure tone; its
+arithmetic against librosa's, bit for bit."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -8,10 +12,11 @@ import pytest
 from core.config import AcousticConfig
 from core.records import Audio
 from core.threads import one_blas_thread
+from extractors import spectra
 from extractors.acoustic import AcousticExtractor
 from extractors.base import Clip
 from pipeline import media
-from tests.conftest import SPEECH, VIDEOS
+from tests.conftest import ROOT, SPEECH, VIDEOS
 
 
 @pytest.fixture(scope="module")
@@ -142,3 +147,55 @@ def test_numpys_blas_on_one_thread_gives_the_same_features(extractor, speech):
 def test_unknown_pitch_tracker_is_rejected():
     with pytest.raises(ValueError, match="pitch"):
         AcousticExtractor(AcousticConfig(pitch="crepe"))
+
+
+def test_spectral_arithmetic_is_librosas_bit_for_bit(speech):
+    """``extractors.spectra`` stands in for librosa's functions (whose import costs seconds):
+    on real speech, whole and cut at odd places, every result has librosa's shape, dtype and bits."""
+    import librosa
+
+    sr, hop, win, n_fft = 16000, 160, 400, 512
+    for y in (speech.floats[:], speech.floats[1234:51233], speech.floats[:3001]):
+        mag = spectra.stft_magnitude(y, n_fft, hop, win)
+        ref = np.abs(librosa.stft(y, n_fft=n_fft, hop_length=hop, win_length=win, center=True))
+        pairs = {"stft": (mag, ref)}
+        mag, ref = mag[:, 3:-2], ref[:, 3:-2]  # a block's owned columns are a slice, as here
+        mel = spectra.mel_power(mag, sr, n_fft, 40, sr / 2)
+        mel_ref = librosa.feature.melspectrogram(S=ref**2, sr=sr, n_mels=40, fmax=sr / 2)
+        db, db_ref = spectra.power_to_db(mel), librosa.power_to_db(mel_ref, top_db=None)
+        mfcc = spectra.mfcc(db, 13)
+        pairs |= {"mel": (mel, mel_ref), "db": (db, db_ref), "mfcc": (mfcc, librosa.feature.mfcc(S=db_ref, n_mfcc=13))}
+        shape = spectra.spectral_shape(mag, sr, n_fft)
+        pairs |= {
+            "rms": (spectra.rms(y, win, hop), librosa.feature.rms(y=y, frame_length=win, hop_length=hop)[0]),
+            "centroid": (shape[0], librosa.feature.spectral_centroid(S=ref, sr=sr, n_fft=n_fft)[0]),
+            "bandwidth": (shape[1], librosa.feature.spectral_bandwidth(S=ref, sr=sr, n_fft=n_fft)[0]),
+            "rolloff": (shape[2], librosa.feature.spectral_rolloff(S=ref, sr=sr, n_fft=n_fft)[0]),
+            "flatness": (shape[3], librosa.feature.spectral_flatness(S=ref)[0]),
+            "zcr": (spectra.zero_crossing_rate(y, win, hop),
+                    librosa.feature.zero_crossing_rate(y, frame_length=win, hop_length=hop)[0]),
+            "frame": (spectra.frame(y, 1024, 80, axis=0), librosa.util.frame(y, frame_length=1024, hop_length=80, axis=0)),
+        }
+        mfcc = np.ascontiguousarray(mfcc, np.float32)
+        for width in (9, 5, 3):
+            for order in (1, 2):
+                pairs[f"delta {width} {order}"] = (spectra.delta(mfcc, width, order),
+                                                   librosa.feature.delta(mfcc, width=width, order=order, mode="interp"))
+        for name, (ours, theirs) in pairs.items():
+            assert ours.shape == theirs.shape and ours.dtype == theirs.dtype, name
+            assert np.array_equal(ours, theirs, equal_nan=True), name
+
+
+def test_default_features_leave_librosa_unimported():
+    """A fresh process computes the default features without librosa, numba or scipy.signal
+    (their import is ~3.5 CPU-seconds of every run)."""
+    code = (
+        "import sys, numpy as np\n"
+        "from core.records import Audio\n"
+        "from extractors.acoustic import AcousticExtractor\n"
+        "AcousticExtractor().features(Audio(np.random.default_rng(0).normal(0, .1, 16000).astype(np.float32), 16000))\n"
+        "print(sorted(m for m in ('librosa.core.spectrum', 'numba', 'scipy.signal') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
