@@ -9,6 +9,9 @@ is start-up: importing librosa's spectral functions pulls in ``scipy.signal``, `
 and numba, about 3.5 CPU-seconds in every fresh process, which is more than the acoustic
 features of a minute of speech cost. (librosa is ISC-licensed and SciPy BSD-licensed.)
 
+A few steps look redundant (subtracting 0 Hz, raising to the power 1, dividing by 1.0): they are
+the originals' operations, kept so that every rounding is the same.
+
 Shapes follow librosa's: a spectrum is (frequency bins, frames); ``frame`` on a 1-D signal gives
 (frame_length, frames) with ``axis=-1`` and (frames, frame_length) with ``axis=0``.
 """
