@@ -9,9 +9,6 @@ is start-up: importing librosa's spectral functions pulls in ``scipy.signal``, `
 and numba, about 3.5 CPU-seconds in every fresh process, which is more than the acoustic
 features of a minute of speech cost. (librosa is ISC-licensed and SciPy BSD-licensed.)
 
-A few steps look redundant (subtracting 0 Hz, raising to the power 1, dividing by 1.0): they are
-the originals' operations, kept so that every rounding is the same.
-
 Shapes follow librosa's: a spectrum is (frequency bins, frames); ``frame`` on a 1-D signal gives
 (frame_length, frames) with ``axis=-1`` and (frames, frame_length) with ``axis=0``.
 """
@@ -28,6 +25,11 @@ import scipy.ndimage
 
 AMIN = 1e-10  # librosa's floor under a power before its logarithm (power_to_db, flatness)
 ZERO_THRESHOLD = 1e-10  # |x| at or under this counts as zero for the zero-crossing rate
+# Slaney's mel scale: linear (F_SP Hz a mel) below 1 kHz, logarithmic (LOGSTEP a mel) above.
+F_SP = 200.0 / 3
+MIN_LOG_HZ = 1000.0
+MIN_LOG_MEL = MIN_LOG_HZ / F_SP
+LOGSTEP = np.log(6.4) / 27.0
 
 
 def frame(x: np.ndarray, frame_length: int, hop_length: int, axis: int = -1) -> np.ndarray:
@@ -79,22 +81,16 @@ def fft_frequencies(sr: float, n_fft: int) -> np.ndarray:
     return np.fft.rfftfreq(n=n_fft, d=1.0 / sr)
 
 
-def _hz_to_mel(frequencies: float) -> float:
-    """Slaney's mel scale: linear below 1 kHz, logarithmic above."""
-    f_sp = 200.0 / 3
-    mels = (frequencies - 0.0) / f_sp
-    min_log_mel = (1000.0 - 0.0) / f_sp
-    if frequencies >= 1000.0:
-        mels = min_log_mel + np.log(frequencies / 1000.0) / (np.log(6.4) / 27.0)
-    return mels
+def _hz_to_mel(frequency: float) -> float:
+    if frequency >= MIN_LOG_HZ:
+        return MIN_LOG_MEL + np.log(frequency / MIN_LOG_HZ) / LOGSTEP
+    return frequency / F_SP
 
 
 def _mel_to_hz(mels: np.ndarray) -> np.ndarray:
-    f_sp = 200.0 / 3
-    freqs = 0.0 + f_sp * mels
-    min_log_mel = (1000.0 - 0.0) / f_sp
-    log_t = mels >= min_log_mel
-    freqs[log_t] = 1000.0 * np.exp(np.log(6.4) / 27.0 * (mels[log_t] - min_log_mel))
+    freqs = F_SP * mels
+    log_t = mels >= MIN_LOG_MEL
+    freqs[log_t] = MIN_LOG_HZ * np.exp(LOGSTEP * (mels[log_t] - MIN_LOG_MEL))
     return freqs
 
 
@@ -122,9 +118,7 @@ def mel_power(magnitude: np.ndarray, sr: float, n_fft: int, n_mels: int, fmax: f
 
 def power_to_db(power: np.ndarray) -> np.ndarray:
     """10 log10 of a power spectrum relative to 1, floored at ``AMIN`` (``power_to_db``, no top_db)."""
-    log_spec = 10.0 * np.log10(np.maximum(AMIN, power))
-    log_spec -= 10.0 * np.log10(np.maximum(AMIN, 1.0))
-    return log_spec
+    return 10.0 * np.log10(np.maximum(AMIN, power))
 
 
 def mfcc(log_mel: np.ndarray, n_mfcc: int) -> np.ndarray:
@@ -143,7 +137,7 @@ def _normalize_l1(S: np.ndarray) -> np.ndarray:
     are (``util.normalize(S, norm=1, axis=-2)``)."""
     if not np.all(np.isfinite(S)):
         raise ValueError("spectrum is not finite")
-    length = np.sum(np.abs(S).astype(float) ** 1, axis=-2, keepdims=True) ** (1.0 / 1)
+    length = np.sum(np.abs(S).astype(float), axis=-2, keepdims=True)
     length[length < np.finfo(S.dtype).tiny] = 1.0
     normed = np.empty_like(S)
     normed[:] = S / length
@@ -196,26 +190,24 @@ def _savgol_coeffs(window_length: int, order: int) -> np.ndarray:
 def _fit_edge(x: np.ndarray, window_start: int, window_stop: int, interp_start: int, interp_stop: int,
               order: int, out: np.ndarray) -> None:
     """Fill ``out[:, interp_start:interp_stop]`` with the ``order``-th derivative of a degree-
-    ``order`` polynomial fitted to ``x[:, window_start:window_stop]`` (SciPy's ``_fit_edge``)."""
-    edge = x[:, window_start:window_stop].swapaxes(-1, 0).reshape(window_stop - window_start, -1)
+    ``order`` polynomial fitted to each row of (rows, frames) ``x[:, window_start:window_stop]``
+    (SciPy's ``_fit_edge``)."""
+    edge = np.ascontiguousarray(x[:, window_start:window_stop].T)  # (window, rows)
     t = np.arange(0, window_stop - window_start, dtype=x.dtype)
     lhs = t[:, None] ** np.flip(np.arange(order + 1, dtype=t.dtype))[None, :]
     scale = np.sqrt(np.sum(lhs * lhs, axis=0))
     lhs /= scale
     c = scipy.linalg.lstsq(lhs, edge, cond=t.shape[0] * np.finfo(t.dtype).eps)[0]
-    poly = (c.T / scale).T
+    poly = (c.T / scale).T  # (order + 1, rows), highest power first
     n = poly.shape[0]
-    deriv = np.array(poly[:-order, ...], copy=True)  # the order-th derivative's coefficients
+    deriv = np.array(poly[:-order], copy=True)  # the order-th derivative's coefficients
     for k in range(order):
-        deriv *= np.arange(n - k - 1, order - k - 1, -1, dtype=poly.dtype).reshape((n - order,) + (1,) * (poly.ndim - 1))
+        deriv *= np.arange(n - k - 1, order - k - 1, -1, dtype=poly.dtype).reshape(-1, 1)
     at = np.arange(interp_start - window_start, interp_stop - window_start, dtype=deriv.dtype).reshape(-1, 1)
     values = np.zeros_like(at)
-    for j in range(deriv.shape[0]):
-        values = values * at + deriv[j, ...]
-    values = values / 1.0**order
-    shape = list(out.shape)
-    shape[0], shape[-1] = shape[-1], shape[0]
-    out[:, interp_start:interp_stop] = values.reshape((interp_stop - interp_start, *shape[1:])).swapaxes(0, -1)
+    for row in deriv:  # Horner's rule: (interp, rows)
+        values = values * at + row
+    out[:, interp_start:interp_stop] = values.T
 
 
 def delta(data: np.ndarray, width: int, order: int) -> np.ndarray:

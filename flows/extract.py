@@ -14,7 +14,6 @@ from pipeline.extract import extract_video
 
 @task(name="extract", **EXTRACTION_TASK_OPTIONS)
 def extract_task(video: str, out_dir: str, config: dict, transcript: str | None, force: bool) -> dict[str, Any]:
-    begin_run()  # wherever a task runner put it: set up like the flow's process
     with gpu_slot():
         result = extract_video(video, out_dir, resolve_config(config), transcript, force=force)
     return {

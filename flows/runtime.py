@@ -35,12 +35,13 @@ class ExpectedErrorsInOneLine(logging.Filter):
 
 
 def begin_run() -> None:
-    """The first line of every flow and extraction task, wherever it runs. A deployment's flow
-    run starts in a process that a work pool's worker spawned, and a process-pool or Dask task
-    runner runs tasks in worker processes (perhaps on other machines): none of them went through
-    the ``mmpipe`` CLI, so its process set-up happens here too (offline hubs, numba's cache
-    folder, quiet MediaPipe logs, the allocator; it only sets what is unset, before any of those
-    libraries is imported by the run). Then expected errors are logged in one line."""
+    """The first line of every flow, and of a task that a task runner may send to another
+    process (``extract-batch``). A deployment's flow run starts in a process that a work pool's
+    worker spawned, and a process-pool or Dask task runner runs tasks in worker processes
+    (perhaps on other machines): none of them went through the ``mmpipe`` CLI, so its process
+    set-up happens here too (offline hubs, numba's cache folder, quiet MediaPipe logs, the
+    allocator; it only sets what is unset, before any of those libraries is imported by the
+    run). Then expected errors are logged in one line."""
     prepare_process()
     quiet_expected_errors()
 
